@@ -1,0 +1,21 @@
+"""One error type for bad user input, so the CLI can print it without a traceback."""
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input that the user can fix. The message names the file, line and field."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 field: str | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}"
+            if line is not None:
+                where += f":{line}"
+            if field is not None:
+                where += f": field '{field}'"
+            where += ": "
+        elif field is not None:
+            where = f"field '{field}': "
+        super().__init__(where + message)
+        self.path, self.line, self.field = path, line, field

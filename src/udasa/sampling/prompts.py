@@ -1,0 +1,66 @@
+"""Reading prompts: JSONL files ({"id","prompt"} or {"id","messages"}) or in-memory rows."""
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from udasa.errors import InputError
+from udasa.io import iter_jsonl, require
+
+ROLES = ("system", "user", "assistant")
+
+
+def normalize_prompt(rec: dict, *, path: str, line: int) -> dict:
+    """Check one prompt record and return ``{id, prompt, messages}`` (messages end with a user turn)."""
+    if "id" not in rec:
+        raise InputError("missing", path=path, line=line, field="id")
+    pid = rec["id"]
+    if isinstance(pid, bool) or not isinstance(pid, (str, int)) or (isinstance(pid, str) and not pid.strip()):
+        raise InputError(f"must be a non-empty string or an integer, got {pid!r}"[:200], path=path, line=line,
+                         field="id")
+    if "messages" in rec:
+        msgs = require(rec, "messages", list, path=path, line=line, nonempty=True)
+        for j, m in enumerate(msgs):
+            f = f"messages[{j}]"
+            if not isinstance(m, dict):
+                raise InputError("must be an object with 'role' and 'content'", path=path, line=line, field=f)
+            if m.get("role") not in ROLES:
+                raise InputError(f"role must be one of {ROLES}, got {m.get('role')!r}"[:200], path=path, line=line,
+                                 field=f + ".role")
+            if not isinstance(m.get("content"), str):
+                raise InputError("must be a string", path=path, line=line, field=f + ".content")
+        if msgs[-1]["role"] != "user":
+            raise InputError("the last message must be from the user", path=path, line=line, field="messages")
+        if not msgs[-1]["content"].strip():
+            raise InputError("the last user message is empty", path=path, line=line, field="messages")
+        messages = [{"role": m["role"], "content": m["content"]} for m in msgs]
+        prompt = rec.get("prompt") if isinstance(rec.get("prompt"), str) else messages[-1]["content"]
+    elif "prompt" in rec:
+        prompt = require(rec, "prompt", str, path=path, line=line, nonempty=True)
+        messages = [{"role": "user", "content": prompt}]
+    else:
+        raise InputError("missing (a prompt record needs 'prompt' or 'messages')", path=path, line=line,
+                         field="prompt")
+    return {"id": str(pid), "prompt": prompt, "messages": messages}
+
+
+def read_prompts(source: str | Iterable[dict], *, name: str = "<prompts>") -> Iterator[dict]:
+    """Stream checked prompt records from a JSONL path or any iterable of dicts (e.g. a ``datasets.Dataset``).
+
+    Duplicate ids are an error that names both lines.
+    """
+    if isinstance(source, str) or hasattr(source, "__fspath__"):
+        path = str(source)
+        rows = ((ln, rec) for ln, rec in iter_jsonl(path) if rec is not None)
+    else:
+        path = name
+        rows = enumerate(source, start=1)
+    seen: dict[str, int] = {}
+    for line, rec in rows:
+        if not isinstance(rec, dict):
+            raise InputError(f"expected a mapping, got {type(rec).__name__}", path=path, line=line)
+        p = normalize_prompt(rec, path=path, line=line)
+        if p["id"] in seen:
+            raise InputError(f"duplicate id {p['id']!r} (first on line {seen[p['id']]})"[:300], path=path, line=line,
+                             field="id")
+        seen[p["id"]] = line
+        yield p
