@@ -12,7 +12,9 @@ from udasa.models import DEFAULT_POLICY
 
 @app.command()
 def sample(
-    prompts: Path = typer.Option(..., help="JSONL with {id, prompt} or {id, messages} per line."),
+    prompts: Optional[Path] = typer.Option(None, help="JSONL with {id, prompt} or {id, messages} per line."),
+    data: Optional[str] = typer.Option(None, help="A vendored prompt set instead of --prompts (see `udasa data`)."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N prompts."),
     out: Path = typer.Option(..., help="Output JSONL (one record per prompt); rerun to resume."),
     model: str = typer.Option(DEFAULT_POLICY, help="Embedded model name or a local Hugging Face model folder."),
     n: int = typer.Option(4, help="Responses per prompt."),
@@ -34,14 +36,63 @@ def sample(
                        batch_size=batch_size, seed=seed, backend=backend, system_prompt=system_prompt,
                        trust_remote_code=trust_remote_code)
     _threads(threads)
-    path = run_sample(str(prompts), out, cfg)
+    source = _prompt_source(prompts, data, limit)
+    path = run_sample(source, out, cfg)
     typer.echo(f"samples: {path}")
+
+
+def _prompt_source(prompts: Optional[Path], data: Optional[str], limit: Optional[int]):
+    from udasa.errors import InputError
+
+    if (prompts is None) == (data is None):
+        raise InputError("give exactly one of --prompts FILE or --data NAME")
+    if data is not None:
+        from udasa.data import load_prompts
+
+        try:
+            rows = load_prompts(data)
+        except ValueError as e:
+            raise InputError(str(e), field="--data") from None
+        return rows[:limit] if limit else rows
+    if limit:
+        import itertools
+
+        from udasa.sampling import read_prompts
+
+        return list(itertools.islice(read_prompts(str(prompts)), limit))
+    return str(prompts)
 
 
 def _threads(threads: Optional[int]) -> None:
     if threads:
         import torch
         torch.set_num_threads(threads)
+
+
+@app.command("data")
+def data_cmd(
+    name: Optional[str] = typer.Argument(None, help="Data set to export; omit to list them."),
+    out: Optional[Path] = typer.Option(None, help="Write its prompts as JSONL here."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N."),
+) -> None:
+    """List the vendored data sets, or export one as a prompts JSONL."""
+    import json
+
+    from udasa.data import DATASETS, load_prompts
+
+    if name is None:
+        for d in DATASETS:
+            typer.echo(f"{d:22s} {len(load_prompts(d))} prompts")
+        return
+    rows = load_prompts(name)[:limit] if limit else load_prompts(name)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        from udasa.io import atomic_write_text
+
+        atomic_write_text(out, text)
+        typer.echo(f"{len(rows)} prompts -> {out}")
 
 
 @models_app.command("list")

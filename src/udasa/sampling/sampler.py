@@ -67,7 +67,9 @@ class Policy:
         return ids
 
     def respond(self, prompts: list[dict], cfg: SampleConfig) -> list[dict]:
-        """Sample ``cfg.n`` responses for each ``{id, messages}``; returns the output records."""
+        """Sample ``cfg.n`` responses for each ``{id, prompt}`` or ``{id, messages}``; returns output records."""
+        prompts = [p if "messages" in p else {**p, "messages": [{"role": "user", "content": p["prompt"]}]}
+                   for p in prompts]
         encoded = [self.encode(p["messages"], cfg) for p in prompts]
         seeds = [[sample_seed(cfg.seed, p["id"], j) for j in range(cfg.n)] for p in prompts]
         gens = generate(self.model, encoded, n=cfg.n, max_new_tokens=cfg.max_new_tokens,
@@ -78,7 +80,7 @@ class Policy:
             lps = [[round(x, 5) for x in g.token_logprobs] for g in samples]
             rec = {
                 "id": p["id"],
-                "prompt": p["prompt"],
+                "prompt": p.get("prompt", p["messages"][-1]["content"]),
                 "messages": p["messages"],
                 "responses": [self.tokenizer.decode(g.token_ids, skip_special_tokens=True).strip() for g in samples],
                 "num_tokens": [len(g.token_ids) for g in samples],

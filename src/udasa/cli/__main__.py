@@ -1,0 +1,3 @@
+from udasa.cli import main
+
+main()
