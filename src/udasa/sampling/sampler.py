@@ -10,6 +10,7 @@ from typing import Iterable
 from tqdm.auto import tqdm
 
 from udasa.errors import InputError
+from udasa.faults import failpoint
 from udasa.io import JsonlAppender
 from udasa.models import load_policy, model_fingerprint
 from udasa.sampling.config import SampleConfig
@@ -140,6 +141,7 @@ def sample(prompts: str | os.PathLike | Iterable[dict], out: str | os.PathLike, 
             records = policy.respond(batch, cfg)
             writer.write([{**r, **meta} for r in records])
             bar.update(len(batch))
+            failpoint("sample.batch")
         bar.close()
     if policy.truncated:
         warnings.warn(f"{policy.truncated} prompts were longer than the context and were cut")
