@@ -1,0 +1,205 @@
+"""Preference pairs from uncertainty scores: chosen = the lowest score, rejected = a worse response.
+
+Input: scores.jsonl (one record per prompt, n responses with a score each). Output: pairs.jsonl,
+one record per kept pair with its Δu and curriculum stage, and pairs.summary.json with counts
+per stage, the Δu range of each stage, and how many prompts were dropped and why.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from udasa.curriculum import CurriculumConfig, assign_stages, stage_order
+from udasa.errors import InputError
+from udasa.io import atomic_write_json, atomic_write_jsonl, iter_jsonl, require
+
+SCORE_KEYS = ("u", "semantic", "factual", "value")
+REJECTED_RULES = ("highest", "second_lowest", "random_higher")
+DROP_REASONS = ("too_few_responses", "identical_text", "empty_response", "delta_below_min")
+
+
+@dataclass
+class PairConfig:
+    """How pairs are built from a scores file.
+
+    Fields:
+        score_key: "u" (the combined score) or one axis, "semantic" / "factual" / "value", read from
+            ``normalized[axis]`` (single-axis ablations reuse the same code). Lower = more certain = better.
+        rejected: which response is rejected: "highest" (the highest score), "second_lowest", or
+            "random_higher" (a random response scored strictly higher than the chosen one, seeded per prompt).
+        min_delta: pairs with Δu = score(rejected) - score(chosen) below this are dropped. A pair is also
+            dropped when Δu <= 0 (no preference), whatever min_delta.
+        seed: seed of the ``random_higher`` rule (each prompt derives its own from it and its id).
+        curriculum: how kept pairs are split into stages (see `CurriculumConfig`).
+    """
+
+    score_key: str = "u"
+    rejected: str = "highest"
+    min_delta: float = 0.0
+    seed: int = 0
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+
+    def __post_init__(self):
+        if self.score_key not in SCORE_KEYS:
+            raise InputError(f"must be one of {SCORE_KEYS} (got {self.score_key!r})", field="score_key")
+        if self.rejected not in REJECTED_RULES:
+            raise InputError(f"must be one of {REJECTED_RULES} (got {self.rejected!r})", field="rejected")
+        if not (isinstance(self.min_delta, (int, float)) and math.isfinite(self.min_delta) and self.min_delta >= 0):
+            raise InputError(f"must be a finite number >= 0 (got {self.min_delta!r})", field="min_delta")
+        if isinstance(self.curriculum, dict):
+            self.curriculum = CurriculumConfig(**self.curriculum)
+
+
+def pick_pair(scores: list[float], rule: str, rng: random.Random | None = None) -> tuple[int, int] | None:
+    """``(chosen index, rejected index)`` under ``rule``; ties go to the lower index. None if n < 2."""
+    if len(scores) < 2:
+        return None
+    order = sorted(range(len(scores)), key=lambda i: (scores[i], i))
+    chosen = order[0]
+    if rule == "highest":
+        rejected = min(order[1:], key=lambda i: (-scores[i], i))
+    elif rule == "second_lowest":
+        rejected = order[1]
+    elif rule == "random_higher":
+        higher = [i for i in order[1:] if scores[i] > scores[chosen]]
+        rejected = (rng or random.Random(0)).choice(higher) if higher else order[-1]
+    else:
+        raise InputError(f"unknown rule {rule!r}", field="rejected")
+    return chosen, rejected
+
+
+def prompt_rng(seed: int, prompt_id: str) -> random.Random:
+    """A generator per prompt, so a pair does not depend on file order."""
+    digest = hashlib.sha256(f"pairs:{seed}\x00{prompt_id}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "little"))
+
+
+def read_scores(path: str, score_key: str):
+    """Yield ``(line, record, messages, responses, scores)`` per checked scores record."""
+    seen: dict[str, int] = {}
+    for line, rec in iter_jsonl(path):
+        if rec is None:
+            continue
+        pid = rec.get("id")
+        if isinstance(pid, bool) or not isinstance(pid, (str, int)):
+            raise InputError("missing or not a string/integer", path=path, line=line, field="id")
+        pid = str(pid)
+        if pid in seen:
+            raise InputError(f"duplicate id {pid!r} (first on line {seen[pid]})", path=path, line=line, field="id")
+        seen[pid] = line
+        responses = require(rec, "responses", list, path=path, line=line)
+        for j, r in enumerate(responses):
+            if not isinstance(r, str):
+                raise InputError("must be a string", path=path, line=line, field=f"responses[{j}]")
+        if score_key == "u":
+            scores, fname = require(rec, "u", list, path=path, line=line), "u"
+        else:
+            norm = require(rec, "normalized", dict, path=path, line=line)
+            fname = f"normalized.{score_key}"
+            if score_key not in norm:
+                raise InputError("missing", path=path, line=line, field=fname)
+            scores = norm[score_key]
+            if not isinstance(scores, list):
+                raise InputError("expected a list", path=path, line=line, field=fname)
+        if len(scores) != len(responses):
+            raise InputError(f"has {len(scores)} scores for {len(responses)} responses", path=path, line=line,
+                             field=fname)
+        for j, s in enumerate(scores):
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s):
+                raise InputError(f"must be a finite number (got {s!r})", path=path, line=line, field=f"{fname}[{j}]")
+        messages = rec.get("messages")
+        if messages is None:
+            prompt = require(rec, "prompt", str, path=path, line=line, nonempty=True)
+            messages = [{"role": "user", "content": prompt}]
+        elif not (isinstance(messages, list) and messages and all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in messages)):
+            raise InputError("must be a non-empty list of {role, content}", path=path, line=line, field="messages")
+        yield line, {**rec, "id": pid}, messages, responses, [float(s) for s in scores]
+
+
+def build_pairs(scores_path: str | Path, out_path: str | Path, config: PairConfig | None = None) -> dict:
+    """Write pairs.jsonl (and pairs.summary.json next to it); return the summary."""
+    cfg = config or PairConfig()
+    scores_path, out_path = str(scores_path), Path(out_path)
+    kept: list[dict] = []
+    dropped = {r: 0 for r in DROP_REASONS}
+    prompts = 0
+    for _, rec, messages, responses, scores in read_scores(scores_path, cfg.score_key):
+        prompts += 1
+        picked = pick_pair(scores, cfg.rejected, prompt_rng(cfg.seed, rec["id"]))
+        if picked is None:
+            dropped["too_few_responses"] += 1
+            continue
+        ci, ri = picked
+        chosen, rejected = responses[ci], responses[ri]
+        delta = scores[ri] - scores[ci]
+        if chosen.strip() == rejected.strip():
+            reason = "identical_text" if chosen.strip() else "empty_response"
+        elif not chosen.strip() or not rejected.strip():
+            reason = "empty_response"
+        elif delta <= 0 or delta < cfg.min_delta:
+            reason = "delta_below_min"
+        else:
+            reason = None
+        if reason:
+            dropped[reason] += 1
+            continue
+        kept.append({"id": rec["id"], "prompt": rec.get("prompt") or messages[-1]["content"], "messages": messages,
+                     "chosen": chosen, "rejected": rejected, "chosen_index": ci, "rejected_index": ri,
+                     "u_chosen": scores[ci], "u_rejected": scores[ri], "delta_u": round(delta, 6),
+                     "score_key": cfg.score_key})
+    if prompts == 0:
+        raise InputError("holds no score records", path=scores_path)
+
+    stages = assign_stages([p["delta_u"] for p in kept], [p["id"] for p in kept], cfg.curriculum)
+    for p, (label, index) in zip(kept, stages):
+        p["stage"], p["stage_index"] = label, index
+    kept.sort(key=lambda p: p["stage_index"])  # stable: input order within a stage
+    atomic_write_jsonl(out_path, [_ordered(p) for p in kept])
+
+    summary = {
+        "scores": scores_path, "pairs_file": str(out_path), "prompts": prompts, "pairs": len(kept),
+        "dropped": dropped, "config": asdict(cfg), "stages": stage_summary(kept, cfg.curriculum.curriculum),
+    }
+    atomic_write_json(summary_path(out_path), summary)
+    return summary
+
+
+FIELD_ORDER = ("id", "prompt", "messages", "chosen", "rejected", "chosen_index", "rejected_index", "u_chosen",
+               "u_rejected", "delta_u", "stage", "stage_index", "score_key")
+
+
+def _ordered(p: dict) -> dict:
+    return {k: p[k] for k in FIELD_ORDER}
+
+
+def stage_summary(pairs: list[dict], curriculum: str) -> list[dict]:
+    """Count and Δu range of each stage, in training order (empty stages included, count 0)."""
+    rows = []
+    for label in stage_order(curriculum):
+        members = [p for p in pairs if p["stage"] == label]
+        d = [p["delta_u"] for p in members]
+        index = members[0]["stage_index"] if members else stage_order(curriculum).index(label)
+        rows.append({"stage": label, "stage_index": index, "count": len(members),
+                     "delta_u_min": min(d) if d else None, "delta_u_max": max(d) if d else None,
+                     "delta_u_mean": round(sum(d) / len(d), 6) if d else None})
+    return sorted(rows, key=lambda r: r["stage_index"])
+
+
+def summary_path(pairs_path: str | Path) -> Path:
+    p = Path(pairs_path)
+    return p.with_name(p.stem + ".summary.json")
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"{summary['pairs']} pairs from {summary['prompts']} prompts -> {summary['pairs_file']}"]
+    for s in summary["stages"]:
+        rng = "-" if s["count"] == 0 else f"{s['delta_u_min']:.4f} .. {s['delta_u_max']:.4f}"
+        lines.append(f"  stage {s['stage_index'] + 1} {s['stage']:<12} {s['count']:>6} pairs   Δu {rng}")
+    drops = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items() if v) or "none"
+    lines.append(f"  dropped: {drops}")
+    return "\n".join(lines)

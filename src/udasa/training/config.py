@@ -1,0 +1,160 @@
+"""Configuration of the staged preference-optimisation stage.
+
+`TrainConfig` holds what udasa adds (stages, reference choice, LoRA, the reference log-prob
+cache) plus the handful of DPO settings people change; `dpo_config()` turns it into one TRL
+`DPOConfig` per stage, so TRL stays the single source of truth for everything else (pass any
+other `DPOConfig` field through ``dpo_kwargs``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from udasa.errors import InputError
+from udasa.models import DEFAULT_POLICY
+
+REFERENCES = ("initial", "previous")
+OVERRIDABLE = ("beta", "learning_rate", "num_train_epochs", "loss_type", "max_steps")
+
+
+@dataclass
+class TrainConfig:
+    """How the policy is trained, stage by stage, on pairs.jsonl.
+
+    Fields:
+        model: the initial policy: embedded model name or a local Hugging Face model folder.
+        reference: "initial" (the frozen initial model for every stage, the default) or "previous" (each
+            stage's reference is the model the stage starts from).
+        beta: DPO β (deviation from the reference); overridable per stage.
+        learning_rate: peak learning rate; overridable per stage.
+        num_train_epochs: epochs over each stage's pairs; overridable per stage.
+        loss_type: any TRL DPO ``loss_type`` (e.g. "sigmoid", "ipo", "hinge"), or a list of them; per stage too.
+        max_steps: if > 0, optimizer steps per stage instead of epochs (smoke tests, benchmarks).
+        stage_overrides: per stage label ("conservative", "moderate", "exploratory", "all"), a dict of
+            overrides among beta, learning_rate, num_train_epochs, loss_type, max_steps.
+        per_device_train_batch_size: pairs per process per forward pass.
+        gradient_accumulation_steps: forward passes per optimizer step.
+        max_length: prompt + response tokens kept per sequence (TRL truncates the end beyond it).
+        lr_scheduler_type: transformers scheduler name; each stage warms up and decays on its own.
+        warmup_ratio: share of each stage's steps used for warm-up.
+        logging_steps: optimizer steps between two lines of train_log.jsonl.
+        save_steps: optimizer steps between TRL checkpoints inside a stage (a killed run resumes there).
+        seed: seed of model init, dropout and the within-stage shuffle (stage k uses seed + k).
+        use_lora: train a LoRA adapter (peft) instead of all weights; stage folders then hold the merged
+            weights (a plain HF model) and the cumulative adapter under ``adapter/``.
+        lora_r, lora_alpha, lora_dropout: LoRA rank, scaling and dropout.
+        lora_target_modules: module names to adapt; each must exist in the model (checked before training).
+        ref_cache: precompute reference log-probs once and keep them on disk (see ``ref_cache.py``); off means
+            TRL's default, a reference model run at every step.
+        ref_cache_dir: where the cache lives; None = ``$UDASA_CACHE/ref-logps``.
+        precompute_batch_size: pairs per forward pass when filling the cache.
+        bf16: bfloat16 mixed precision (GPU); keep False on CPU.
+        activation_checkpointing: recompute activations in the backward pass to save memory (large models).
+        record_batches: write, per stage and process, which pairs each process trained on and a hash of its
+            final weights (``<stage>/batches.rank<k>.jsonl``); used by the distributed test.
+        trust_remote_code: passed to transformers; off unless you ask.
+        dpo_kwargs: any other `trl.DPOConfig` field, passed through unchanged (e.g. ``{"ld_alpha": 0.5}``).
+    """
+
+    model: str = DEFAULT_POLICY
+    reference: str = "initial"
+    beta: float = 0.1
+    learning_rate: float = 1e-6
+    num_train_epochs: float = 1.0
+    loss_type: str | list[str] = "sigmoid"
+    max_steps: int = -1
+    stage_overrides: dict[str, dict] = field(default_factory=dict)
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    max_length: int | None = 512
+    lr_scheduler_type: str = "linear"
+    warmup_ratio: float = 0.0
+    logging_steps: int = 1
+    save_steps: int = 50
+    seed: int = 0
+    use_lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    ref_cache: bool = True
+    ref_cache_dir: str | None = None
+    precompute_batch_size: int = 8
+    bf16: bool = False
+    activation_checkpointing: bool = False
+    record_batches: bool = False
+    trust_remote_code: bool = False
+    dpo_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        checks = [
+            (self.reference in REFERENCES, "reference", f"must be one of {REFERENCES}"),
+            (_pos(self.beta), "beta", "must be > 0"),
+            (_pos(self.learning_rate), "learning_rate", "must be > 0"),
+            (_pos(self.num_train_epochs), "num_train_epochs", "must be > 0"),
+            (self.per_device_train_batch_size >= 1, "per_device_train_batch_size", "must be >= 1"),
+            (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", "must be >= 1"),
+            (self.max_length is None or self.max_length >= 8, "max_length", "must be >= 8 or None"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)"),
+            (self.logging_steps >= 1, "logging_steps", "must be >= 1"),
+            (self.save_steps >= 1, "save_steps", "must be >= 1"),
+            (self.lora_r >= 1, "lora_r", "must be >= 1"),
+            (0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)"),
+            (bool(self.lora_target_modules), "lora_target_modules", "must name at least one module"),
+            (self.precompute_batch_size >= 1, "precompute_batch_size", "must be >= 1"),
+        ]
+        for ok, name, msg in checks:
+            if not ok:
+                raise InputError(f"{msg} (got {getattr(self, name)!r})", field=name)
+        self.model = str(self.model)
+        if isinstance(self.loss_type, str):
+            self.loss_type = [self.loss_type]
+        for stage, ov in self.stage_overrides.items():
+            if not isinstance(ov, dict):
+                raise InputError("must be a mapping of overrides", field=f"stage_overrides.{stage}")
+            bad = sorted(set(ov) - set(OVERRIDABLE))
+            if bad:
+                raise InputError(f"cannot override {bad}; choose among {OVERRIDABLE}", field=f"stage_overrides.{stage}")
+
+    def stage_value(self, stage: str, name: str):
+        return self.stage_overrides.get(stage, {}).get(name, getattr(self, name))
+
+    def dpo_config(self, stage: str, stage_index: int, output_dir: str | Path):
+        """The TRL `DPOConfig` of one stage (heavy import, so only called when training)."""
+        import torch
+        from trl import DPOConfig
+
+        names = {f.name for f in dataclasses.fields(DPOConfig)}
+        bad = sorted(set(self.dpo_kwargs) - names)
+        if bad:
+            raise InputError(f"not DPOConfig fields: {bad}", field="dpo_kwargs")
+        loss = self.stage_value(stage, "loss_type")
+        kwargs = dict(
+            output_dir=str(output_dir), beta=float(self.stage_value(stage, "beta")),
+            learning_rate=float(self.stage_value(stage, "learning_rate")),
+            num_train_epochs=float(self.stage_value(stage, "num_train_epochs")),
+            max_steps=int(self.stage_value(stage, "max_steps")),
+            loss_type=[loss] if isinstance(loss, str) else list(loss),
+            per_device_train_batch_size=self.per_device_train_batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps, max_length=self.max_length,
+            lr_scheduler_type=self.lr_scheduler_type, warmup_steps=self.warmup_ratio,
+            logging_steps=self.logging_steps, save_strategy="steps", save_steps=self.save_steps,
+            save_total_limit=1, seed=self.seed + stage_index, data_seed=self.seed + stage_index,
+            precompute_ref_log_probs=self.ref_cache, precompute_ref_batch_size=self.precompute_batch_size,
+            bf16=self.bf16, activation_checkpointing=self.activation_checkpointing, report_to="none",
+            trust_remote_code=self.trust_remote_code, disable_tqdm=True,
+            dataloader_pin_memory=torch.cuda.is_available(),
+            # without a GPU, use_cpu lets torchrun / accelerate start gloo process groups (MULTI_CPU)
+            use_cpu=not torch.cuda.is_available(),
+        )
+        kwargs.update(self.dpo_kwargs)
+        return DPOConfig(**kwargs)
+
+    def settings(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _pos(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0

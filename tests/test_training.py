@@ -1,0 +1,172 @@
+"""Staged DPO on the tiny model: stage chaining, reference, cache reuse, resume, LoRA, bad input."""
+import json
+from pathlib import Path
+
+import pytest
+
+from udasa.errors import InputError
+from udasa.models import model_fingerprint
+from udasa.training import TrainConfig, train
+
+TEXTS = ["I cannot help with that request.", "Paris is the capital of France.", "Please be careful and stay safe.",
+         "Sure, here is how to do it.", "Terrible film, boring and bad.", "The answer is 42."]
+STAGES = ["conservative", "moderate", "exploratory"]
+
+
+def write_pairs(path, n_per_stage=4, stages=STAGES, indices=None):
+    recs = []
+    for s, label in enumerate(stages):
+        for j in range(n_per_stage):
+            i = s * n_per_stage + j
+            recs.append({"id": f"p{i}", "prompt": f"question {i}?",
+                         "messages": [{"role": "user", "content": f"question {i}?"}],
+                         "chosen": TEXTS[i % 6], "rejected": TEXTS[(i + 1) % 6] + " no", "chosen_index": 0,
+                         "rejected_index": 1, "u_chosen": 0.1, "u_rejected": 0.5, "delta_u": 0.4, "stage": label,
+                         "stage_index": (indices or list(range(len(stages))))[s], "score_key": "u"})
+    Path(path).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return path
+
+
+def cfg(model, tmp_path, **kw):
+    base = dict(model=model, learning_rate=1e-3, per_device_train_batch_size=2, max_length=64,
+                ref_cache_dir=str(tmp_path / "refcache"))
+    return TrainConfig(**{**base, **kw})
+
+
+def stage_rec(out, name):
+    return json.loads((Path(out) / name / "udasa_stage.json").read_text())
+
+
+def first_log(out, stage_index):
+    rows = [json.loads(x) for x in (Path(out) / "train_log.jsonl").read_text().splitlines()]
+    return next(r for r in rows if r["event"] == "log" and r["stage_index"] == stage_index)
+
+
+def test_three_stages_chain_reference_and_cache(tiny_model_path, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from udasa.training.ref_cache import weights_hash
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    out = tmp_path / "run1"
+    final = train(pairs, out, cfg(tiny_model_path, tmp_path))
+    names = ["stage-1-conservative", "stage-2-moderate", "stage-3-exploratory"]
+    recs = [stage_rec(out, n) for n in names]
+    initial = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    s1 = AutoModelForCausalLM.from_pretrained(out / names[0])
+    # each stage starts from the previous one's saved weights
+    assert recs[0]["start_weights"] == weights_hash(initial)
+    assert recs[1]["start_weights"] == weights_hash(s1) == recs[0]["end_weights"] != recs[0]["start_weights"]
+    assert recs[2]["start_weights"] == recs[1]["end_weights"]
+    assert recs[1]["init_from"] == str(out / names[0])
+    # the reference stays the initial model: its fingerprint, and rewards are non-zero at stage 2's first step
+    fp = model_fingerprint(tiny_model_path)
+    assert all(r["reference_fingerprint"] == fp for r in recs)
+    # policy == reference at the very start (up to padding noise), not at stage 2's start
+    assert abs(first_log(out, 0)["rewards/chosen"]) < 1e-4
+    assert abs(first_log(out, 1)["rewards/chosen"]) > 1e-3
+    assert [r["ref_cache"]["misses"] for r in recs] == [4, 4, 4]
+    # outputs: HF folders, model card with per-stage DPO metrics, log lines per step and per stage end
+    for n in names + ["final"]:
+        assert (out / n / "model.safetensors").exists() and (out / n / "tokenizer.json").exists()
+    card = (final / "README.md").read_text()
+    assert "reward margin" in card and all(n in card for n in names)
+    assert weights_hash(AutoModelForCausalLM.from_pretrained(final)) == recs[2]["end_weights"]
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert sum(r["event"] == "stage_end" for r in log) == 3
+    assert sum(r["event"] == "log" for r in log) == 6 and all("rewards/margins" in r for r in log
+                                                                 if r["event"] == "log")
+    assert not list(out.glob("*/checkpoints"))
+
+    # an ablation over the same pairs (reverse order) shares the reference: every row is a cache hit
+    rev = write_pairs(tmp_path / "rev.jsonl", indices=[2, 1, 0])
+    out2 = tmp_path / "run2"
+    train(rev, out2, cfg(tiny_model_path, tmp_path))
+    recs2 = [stage_rec(out2, n) for n in ["stage-1-exploratory", "stage-2-moderate", "stage-3-conservative"]]
+    assert [r["ref_cache"] for r in recs2] == [{"hits": 4, "misses": 0, "file": recs[0]["ref_cache"]["file"]}] * 3
+
+    # reference = previous stage: the reference moves, so stage 2 starts with zero rewards
+    out3 = tmp_path / "run3"
+    train(pairs, out3, cfg(tiny_model_path, tmp_path, reference="previous"))
+    assert abs(first_log(out3, 1)["rewards/chosen"]) < 1e-4
+    assert stage_rec(out3, names[1])["reference_fingerprint"] == model_fingerprint(out3 / names[0])
+
+
+def test_resume_from_finished_stage_and_checkpoint(tiny_model_path, tmp_path, monkeypatch):
+    from udasa.training import ref_cache
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    out = tmp_path / "run"
+    c = cfg(tiny_model_path, tmp_path, save_steps=1)
+    orig = ref_cache.UdasaDPOTrainer.training_step
+
+    def killed(self, model, inputs, *a, **k):
+        if self.args.seed == 1 and self.state.global_step == 1:  # stage 2, after its first checkpoint
+            raise KeyboardInterrupt
+        return orig(self, model, inputs, *a, **k)
+
+    monkeypatch.setattr(ref_cache.UdasaDPOTrainer, "training_step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(pairs, out, c)
+    assert (out / "stage-1-conservative" / "udasa_stage.json").exists()
+    assert not (out / "stage-2-moderate" / "udasa_stage.json").exists()
+    assert (out / "stage-2-moderate" / "checkpoints" / "checkpoint-1").is_dir()
+    s1 = stage_rec(out, "stage-1-conservative")
+    monkeypatch.setattr(ref_cache.UdasaDPOTrainer, "training_step", orig)
+    train(pairs, out, c)
+    assert stage_rec(out, "stage-1-conservative") == s1  # not retrained
+    s2 = stage_rec(out, "stage-2-moderate")
+    assert s2["resumed_from_checkpoint"].endswith("checkpoint-1") and s2["steps"] == 2
+    assert s2["start_weights"] == s1["end_weights"]
+    with pytest.raises(InputError, match="other"):
+        train(pairs, out, cfg(tiny_model_path, tmp_path, beta=0.5))  # a different recipe into the same folder
+
+
+def test_lora_merged_final_and_adapter(tiny_model_path, tmp_path):
+    from transformers import AutoModelForCausalLM
+    from typer.testing import CliRunner
+
+    from udasa.cli import app
+    from udasa.training.ref_cache import weights_hash
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n_per_stage=2)
+    out = tmp_path / "lora"
+    res = CliRunner().invoke(app, ["train", "--pairs", str(pairs), "--out", str(out), "--model", tiny_model_path,
+                                   "--lora", "--lora-targets", "q_proj,v_proj", "--learning-rate", "1e-2",
+                                   "--batch-size", "2", "--max-length", "64", "--ref-cache-dir",
+                                   str(tmp_path / "rc"), "--stage-override", "moderate.beta=0.3"])
+    assert res.exit_code == 0, res.output
+    recs = [stage_rec(out, n) for n in ["stage-1-conservative", "stage-2-moderate", "stage-3-exploratory"]]
+    assert recs[1]["dpo"]["beta"] == 0.3 and recs[0]["dpo"]["beta"] == 0.1
+    assert recs[1]["start_weights"] == recs[0]["end_weights"] != recs[0]["start_weights"]
+    final = AutoModelForCausalLM.from_pretrained(out / "final")  # plain HF folder, merged weights
+    assert weights_hash(final) == recs[2]["end_weights"]
+    assert (out / "final" / "adapter" / "adapter_model.safetensors").exists()
+    assert not (out / "stage-2-moderate" / "ref").exists()
+    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt"))
+
+
+def test_bad_input_fails_before_training(tiny_model_path, tmp_path):
+    two = write_pairs(tmp_path / "two.jsonl", stages=["conservative", "moderate"])
+    with pytest.raises(InputError, match="exploratory"):
+        train(two, tmp_path / "o", cfg(tiny_model_path, tmp_path))
+    gap = write_pairs(tmp_path / "gap.jsonl", stages=["conservative", "exploratory"], indices=[0, 2])
+    with pytest.raises(InputError, match="no pairs"):
+        train(gap, tmp_path / "o", cfg(tiny_model_path, tmp_path))
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    with pytest.raises(InputError, match="model"):
+        train(pairs, tmp_path / "o", cfg(str(tmp_path / "nope"), tmp_path))
+    with pytest.raises(InputError, match=r"'c_attn'.*not in"):
+        train(pairs, tmp_path / "o", cfg(tiny_model_path, tmp_path, use_lora=True, lora_target_modules=["c_attn"]))
+    lines = (tmp_path / "pairs.jsonl").read_text().splitlines()
+    bad = json.loads(lines[2])
+    bad["rejected"] = ""
+    lines[2] = json.dumps(bad)
+    (tmp_path / "bad.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"bad.jsonl:3: field 'rejected'"):
+        train(tmp_path / "bad.jsonl", tmp_path / "o", cfg(tiny_model_path, tmp_path))
+    with pytest.raises(InputError, match="dpo_kwargs"):
+        train(pairs, tmp_path / "o", cfg(tiny_model_path, tmp_path, dpo_kwargs={"not_a_field": 1}))
+    with pytest.raises(InputError, match="stage_overrides"):
+        TrainConfig(stage_overrides={"moderate": {"gamma": 1}})
+    assert not (tmp_path / "o").exists()  # nothing was trained or written
