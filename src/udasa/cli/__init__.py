@@ -26,3 +26,7 @@ def main() -> None:
 
 
 from udasa.cli import sample as _sample  # noqa: E402,F401  (registers commands)
+from udasa.cli import score as _score  # noqa: E402,F401
+from udasa.cli import train as _train  # noqa: E402,F401
+from udasa.cli import evaluate as _evaluate  # noqa: E402,F401
+from udasa.cli import run as _run  # noqa: E402,F401

@@ -1,0 +1,185 @@
+"""``udasa report``: compare eval runs in one markdown file with tables and PNG plots.
+
+Each run is an eval folder (``metrics.json``) or a pipeline run folder (``eval/metrics.json``).
+Tables give mean and 95% bootstrap CI per metric; for every later run, the difference to the
+first run with a paired bootstrap CI over the items both runs evaluated (read from the
+generations files), or an unpaired difference of means when no items align.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from udasa.errors import InputError
+from udasa.evaluation.metrics import paired_difference
+from udasa.io import atomic_write_text, read_jsonl
+
+
+def resolve_run(path: str) -> Path:
+    """The folder holding metrics.json for an eval folder or a pipeline run folder."""
+    p = Path(path)
+    for cand in (p, p / "eval"):
+        if (cand / "metrics.json").exists():
+            return cand
+    raise InputError("has neither metrics.json nor eval/metrics.json", path=str(p))
+
+
+def load_run(path: str) -> dict:
+    folder = resolve_run(path)
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON ({e.msg})", path=str(folder / "metrics.json")) from None
+    if not isinstance(metrics.get("tasks"), dict):
+        raise InputError("missing", path=str(folder / "metrics.json"), field="tasks")
+    label = folder.parent.name if folder.name == "eval" else folder.name
+    items: dict[str, dict[str, dict[str, float]]] = {}  # task -> metric -> id -> value
+    for task, t in metrics["tasks"].items():
+        gen = folder / t.get("generations", f"generations-{task}.jsonl")
+        if not gen.exists():
+            continue
+        per: dict[str, dict[str, float]] = {}
+        for _, r in read_jsonl(gen, partial_tail_ok=True):
+            for m, v in (r.get("scores") or {}).items():
+                per.setdefault(m, {})[r["id"]] = v
+        items[task] = per
+    return {"label": label, "folder": str(folder), "metrics": metrics, "items": items}
+
+
+def _fmt(s: dict | None) -> str:
+    if not s or s.get("mean") is None:
+        return "–"
+    return f"{s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
+
+
+def difference(first: dict, other: dict, task: str, metric: str) -> tuple[dict | None, str]:
+    """(summary of other - first, how it was computed)."""
+    a = other["items"].get(task, {}).get(metric, {})
+    b = first["items"].get(task, {}).get(metric, {})
+    d = paired_difference(a, b)
+    if d is not None:
+        return d, "paired"
+    ma = other["metrics"]["tasks"].get(task, {}).get("metrics", {}).get(metric)
+    mb = first["metrics"]["tasks"].get(task, {}).get("metrics", {}).get(metric)
+    if ma and mb and ma.get("mean") is not None and mb.get("mean") is not None:
+        return {"mean": ma["mean"] - mb["mean"], "ci_low": None, "ci_high": None, "n": None}, "unpaired"
+    return None, "n/a"
+
+
+def write_report(runs: list[str], out: str, labels: list[str] | None = None) -> Path:
+    """Write ``out/report.md`` and its PNGs; ``labels`` name the runs (default: their folder names)."""
+    if not runs:
+        raise InputError("name at least one run folder", field="runs")
+    if labels is not None and len(labels) != len(runs):
+        raise InputError(f"{len(labels)} labels for {len(runs)} runs", field="labels")
+    loaded = [load_run(r) for r in runs]
+    for r, lab in zip(loaded, labels or []):
+        r["label"] = lab
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    first = loaded[0]
+    lines = ["# udasa evaluation report", "", "Runs (the first is the reference for differences):", ""]
+    for r in loaded:
+        m = r["metrics"]
+        lines.append(f"- **{r['label']}**: `{r['folder']}` model `{m.get('model')}` "
+                     f"(fingerprint `{m.get('model_fingerprint')}`)")
+    lines += ["", "Cells: mean [95% bootstrap CI]. Δ: run minus the first run, with a paired bootstrap CI over the "
+              "items both evaluated (unpaired difference of means, no CI, when items do not align).", ""]
+    tasks = list(dict.fromkeys(t for r in loaded for t in r["metrics"]["tasks"]))
+    for task in tasks:
+        metric_names = list(dict.fromkeys(m for r in loaded for m in r["metrics"]["tasks"].get(task, {})
+                                          .get("metrics", {})))
+        lines += [f"## {task}", ""]
+        head = ["metric"] + [r["label"] for r in loaded] + [f"Δ {r['label']}" for r in loaded[1:]]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for m in metric_names:
+            hib = next((r["metrics"]["tasks"][task]["metrics"][m].get("higher_is_better") for r in loaded
+                        if m in r["metrics"]["tasks"].get(task, {}).get("metrics", {})), None)
+            arrow = {True: " ↑", False: " ↓"}.get(hib, "")
+            row = [m + arrow] + [_fmt(r["metrics"]["tasks"].get(task, {}).get("metrics", {}).get(m)) for r in loaded]
+            for r in loaded[1:]:
+                d, how = difference(first, r, task, m)
+                if d is None:
+                    row.append("–")
+                elif how == "paired":
+                    row.append(f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]")
+                else:
+                    row.append(f"{d['mean']:+.3f} (unpaired)")
+            lines.append("| " + " | ".join(row) + " |")
+        ns = ", ".join(f"{r['label']} n={r['metrics']['tasks'][task]['n']}" for r in loaded
+                       if task in r["metrics"]["tasks"])
+        lines += ["", f"Items: {ns}.", ""]
+        png = _plot_task(loaded, task, metric_names, outdir)
+        if png:
+            lines += [f"![{task}]({png})", ""]
+    if any("sentiment" in r["metrics"]["tasks"] for r in loaded):
+        png = _plot_reward_kl(loaded, outdir)
+        lines += ["## Controlled sentiment: reward vs KL", "", f"![reward vs KL]({png})", ""]
+    lines += _evaluator_section(loaded)
+    path = outdir / "report.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _evaluator_section(loaded: list[dict]) -> list[str]:
+    lines = ["## Evaluator reward models", "",
+             "Bradley-Terry heads on frozen all-MiniLM-L6-v2 embeddings, trained on human HH-RLHF labels; "
+             "held-out pairwise accuracy (chance = 0.5). They only evaluate; training never sees them.", "",
+             "| run | evaluator | held-out accuracy [95% CI] | n test pairs | cross-set accuracy | fingerprint |",
+             "|---|---|---|---|---|---|"]
+    for r in loaded:
+        for name, e in (r["metrics"].get("evaluators") or {}).items():
+            cross = ", ".join(f"{k} {_fmt(v)}" for k, v in (e.get("cross_accuracy") or {}).items())
+            lines.append(f"| {r['label']} | {name} | {_fmt(e.get('heldout_accuracy'))} | {e.get('n_test_pairs')} | "
+                         f"{cross} | `{e.get('data_fingerprint')}-{e.get('embedder_fingerprint')}` |")
+    return lines + [""]
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _plot_task(loaded: list[dict], task: str, metric_names: list[str], outdir: Path) -> str | None:
+    if not metric_names:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(metric_names), figsize=(3.2 * len(metric_names), 3.2), squeeze=False)
+    for ax, m in zip(axes[0], metric_names):
+        for i, r in enumerate(loaded):
+            s = r["metrics"]["tasks"].get(task, {}).get("metrics", {}).get(m)
+            if not s or s.get("mean") is None:
+                continue
+            err = [[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]]
+            ax.bar(i, s["mean"], yerr=err, capsize=4, color=f"C{i}", label=r["label"])
+        ax.set_xticks(range(len(loaded)), [r["label"] for r in loaded], rotation=30, ha="right", fontsize=8)
+        ax.set_title(m, fontsize=9)
+    fig.suptitle(f"{task} (95% bootstrap CI)", fontsize=10)
+    fig.tight_layout()
+    name = f"{task}.png"
+    fig.savefig(outdir / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def _plot_reward_kl(loaded: list[dict], outdir: Path) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    for i, r in enumerate(loaded):
+        ms = r["metrics"]["tasks"].get("sentiment", {}).get("metrics", {})
+        rw, kl = ms.get("reward"), ms.get("kl")
+        if not rw or not kl or rw.get("mean") is None or kl.get("mean") is None:
+            continue
+        ax.errorbar(kl["mean"], rw["mean"], xerr=[[kl["mean"] - kl["ci_low"]], [kl["ci_high"] - kl["mean"]]],
+                    yerr=[[rw["mean"] - rw["ci_low"]], [rw["ci_high"] - rw["mean"]]], fmt="o", color=f"C{i}",
+                    capsize=3, label=r["label"])
+    ax.set_xlabel("sequence KL to the reference (nats)")
+    ax.set_ylabel("VADER compound reward")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(outdir / "reward_vs_kl.png", dpi=110)
+    plt.close(fig)
+    return "reward_vs_kl.png"

@@ -1,0 +1,91 @@
+"""Evaluation tasks as data: versioned YAML files in ``evaluation/tasks/`` with small Python hooks.
+
+A task names its data set, its kind (``generate``: the model answers, then each answer is scored;
+``loglik``: teacher-forced log-likelihoods of given answers), its default size, decoding budget,
+two hooks (``items`` and ``score``, as ``module:function``) and its metrics. Bump ``version`` when
+anything that changes the numbers changes; stored generations from another version are not reused.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from udasa.errors import InputError
+
+TASK_DIR = Path(__file__).parent / "tasks"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    doc: str
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    version: int
+    dataset: str
+    kind: str
+    size: int
+    hooks: dict
+    metrics: tuple[Metric, ...]
+    format: str = "chat"
+    max_new_tokens: int = 64
+    temperature: float | None = None  # fixed by the task (sentiment samples); None = follow --sample
+    path: str = ""
+    raw: dict = field(default_factory=dict, compare=False)
+
+    def hook(self, which: str):
+        ref = self.hooks[which]
+        mod, _, fn = ref.partition(":")
+        try:
+            return getattr(importlib.import_module(mod), fn)
+        except (ImportError, AttributeError) as e:
+            raise InputError(f"hook '{ref}' cannot be loaded: {e}", path=self.path, field=f"hooks.{which}") from None
+
+
+def available_tasks() -> list[str]:
+    return sorted(p.stem for p in TASK_DIR.glob("*.yaml"))
+
+
+def load_task(name_or_path: str) -> TaskSpec:
+    """A task by name (``harmless``) or by YAML path; unknown keys and bad values name the file and field."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = TASK_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise InputError(f"unknown task '{name_or_path}'; choose from {', '.join(available_tasks())}",
+                             field="tasks")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    p = str(path)
+    if not isinstance(raw, dict):
+        raise InputError("a task file must be a YAML mapping", path=p)
+    known = {"name", "version", "dataset", "kind", "size", "hooks", "metrics", "format", "max_new_tokens",
+             "temperature"}
+    for k in raw:
+        if k not in known:
+            raise InputError(f"unknown key (known: {', '.join(sorted(known))})", path=p, field=k)
+    for k, t in [("name", str), ("version", int), ("dataset", str), ("kind", str), ("size", int),
+                 ("hooks", dict), ("metrics", dict)]:
+        if not isinstance(raw.get(k), t):
+            raise InputError(f"required, of type {t.__name__}", path=p, field=k)
+    if raw["kind"] not in ("generate", "loglik"):
+        raise InputError("must be 'generate' or 'loglik'", path=p, field="kind")
+    if raw.get("format", "chat") not in ("chat", "plain"):
+        raise InputError("must be 'chat' or 'plain'", path=p, field="format")
+    if set(raw["hooks"]) != {"items", "score"}:
+        raise InputError("needs exactly 'items' and 'score'", path=p, field="hooks")
+    metrics = []
+    for name, m in raw["metrics"].items():
+        if not isinstance(m, dict) or not isinstance(m.get("higher_is_better"), bool):
+            raise InputError("needs higher_is_better: true|false", path=p, field=f"metrics.{name}")
+        metrics.append(Metric(name, m["higher_is_better"], str(m.get("doc", ""))))
+    return TaskSpec(name=raw["name"], version=raw["version"], dataset=raw["dataset"], kind=raw["kind"],
+                    size=raw["size"], hooks=raw["hooks"], metrics=tuple(metrics), format=raw.get("format", "chat"),
+                    max_new_tokens=int(raw.get("max_new_tokens", 64)), temperature=raw.get("temperature"),
+                    path=p, raw=raw)
