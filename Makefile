@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/udasa sample --data self-instruct-seed --limit 8 --n 4 --max-new-tokens 64 --out runs/demo/samples.jsonl
+	$(VENV)/bin/udasa run recipes/demo.yaml
 
 test: setup
 	$(PY) -m pytest -q

@@ -50,12 +50,14 @@ class Stages:
         start = time.time()
         fn()
         atomic_write_json(marker, {"hash": h, "seconds": round(time.time() - start, 1), "artifact": str(artifact),
-                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "order": time.time()})
         failpoint("stage.end")
         return h
 
     def seconds(self) -> dict[str, float]:
-        return {p.stem.replace("__", "/"): json.loads(p.read_text())["seconds"] for p in sorted(self.dir.glob("*.json"))}
+        """Seconds each finished stage took, in the order they finished."""
+        marks = [(json.loads(p.read_text()), p.stem.replace("__", "/")) for p in self.dir.glob("*.json")]
+        return {name: m["seconds"] for m, name in sorted(marks, key=lambda x: x[0].get("order", 0))}
 
 
 def collect_prompts(recipe: Recipe) -> list[dict]:

@@ -104,7 +104,8 @@ def write_run_report(recipe, root: Path, evals: list[tuple[str, Path]], seconds:
              f"(temperature {cfg.temperature}, ≤ {cfg.max_new_tokens} new tokens), value spec "
              f"`{recipe.stage_config('score').spec}`; {len(pairs)} pairs trained conservative → moderate → "
              f"exploratory with DPO. Recipe `{recipe.source}`; resolved config in `recipe.resolved.json`.", "",
-             f"Wall time of this invocation: {wall / 60:.1f} min. Stage times (first run of each stage):", "",
+             f"Compute time of all stages: {sum(seconds.values()) / 60:.1f} min (this invocation: {wall / 60:.1f} min, "
+             "less when it reused finished stages). Stage times:", "",
              "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in seconds.items()]
     if pair_summary:

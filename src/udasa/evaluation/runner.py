@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from udasa.errors import InputError
 from udasa.evaluation.metrics import summarize
 from udasa.evaluation.task import TaskSpec, available_tasks, load_task
+from udasa.faults import failpoint
 from udasa.io import JsonlAppender, atomic_write_json, read_jsonl
 from udasa.models import DEFAULT_POLICY, model_fingerprint
 
@@ -234,6 +235,7 @@ def run_task(spec: TaskSpec, ctx: RunContext, out: Path, *, progress: bool = Tru
                 rows.append({**keep, **s, **meta})
             writer.write(rows)
             bar.update(len(batch))
+            failpoint("eval.batch")
         bar.close()
     wanted = {it["id"] for it in items}
     recs = [r for _, r in read_jsonl(path) if r["id"] in wanted]

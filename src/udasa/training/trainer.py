@@ -23,6 +23,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from udasa.errors import InputError
+from udasa.faults import failpoint
 from udasa.io import JsonlAppender, atomic_write_json
 from udasa.models import cache_dir, model_fingerprint, resolve_model_path
 from udasa.training.config import TrainConfig
@@ -161,6 +162,9 @@ def _train_stage(stage: Stage, start_from: Path, initial: Path, folder: Path, ou
                               train_dataset=Dataset.from_list(to_rows(stage)), processing_class=tok,
                               callbacks=[logger], ref_cache=cache, ref_loader=lambda: _load(ref_path, cfg),
                               trace_path=trace)
+    if len(trainer.train_dataset) == 0:  # TRL drops pairs whose prompt alone fills max_length
+        raise InputError(f"every pair of stage '{stage.label}' has a prompt of max_length ({cfg.max_length}) tokens or "
+                         "more and was dropped by truncation; raise max_length", field="max_length")
     ckpt = get_last_checkpoint(str(args.output_dir)) if Path(args.output_dir).is_dir() else None
     result = trainer.train(resume_from_checkpoint=ckpt)
 
@@ -196,6 +200,7 @@ def _train_stage(stage: Stage, start_from: Path, initial: Path, folder: Path, ou
             w.write([{"event": "stage_end", **rec}])
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)
         atomic_write_json(folder / MARKER, rec)
+        failpoint("train.stage")
     trainer.accelerator.wait_for_everyone()
     return rec
 
