@@ -214,3 +214,15 @@ def test_real_smollm2_samples_two_prompts(tmp_path):
         assert r["model"] == "smollm2-135m-instruct" and r["model_fingerprint"]
         assert all(len(t.strip()) > 0 for t in r["responses"])
         assert all(-20 < m < 0 for m in r["logprob_mean"])
+
+
+def test_candidate_shortcut_draws_exactly_what_a_full_sort_draws():
+    torch.manual_seed(0)
+    peaked = torch.randn(6, 1000) * 6  # nucleus inside the top 256: shortcut path
+    flat = torch.randn(6, 1000) * 0.01  # nucleus needs ~950 tokens: full-sort path
+    for logits in (peaked, flat):
+        for top_p in (0.5, 0.9, 1.0):
+            a = pick_tokens(logits, 1.0, top_p, [torch.Generator().manual_seed(i) for i in range(6)])
+            b = pick_tokens(logits, 1.0, top_p, [torch.Generator().manual_seed(i) for i in range(6)],
+                            candidates=1000)
+            assert a.tolist() == b.tolist()

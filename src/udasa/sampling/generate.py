@@ -27,16 +27,22 @@ def sample_seed(seed: int, prompt_id: str, index: int) -> int:
 
 
 def pick_tokens(logits: torch.Tensor, temperature: float, top_p: float,
-                generators: list[torch.Generator] | None) -> torch.Tensor:
+                generators: list[torch.Generator] | None, candidates: int = 256) -> torch.Tensor:
     """Choose one token per row: greedy at temperature 0, else nucleus sampling by inverse CDF.
 
     Each row draws its uniform number from its own generator, so a row's tokens do not depend
-    on which other rows share the batch.
+    on which other rows share the batch. Sorting the whole vocabulary every step is the
+    sampler's largest cost after the model itself, so rows sort only their top ``candidates``
+    tokens when those already hold ``top_p`` of the mass (exactly the same nucleus); the rest
+    fall back to a full sort.
     """
     if temperature <= 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
-    sorted_p, order = probs.sort(dim=-1, descending=True)
+    k = min(candidates, probs.shape[-1])
+    sorted_p, order = probs.topk(k, dim=-1)  # sorted, descending
+    if top_p >= 1.0 or bool((sorted_p.sum(-1) < top_p).any()):
+        sorted_p, order = probs.sort(dim=-1, descending=True)
     cum = sorted_p.cumsum(dim=-1)
     # keep the smallest prefix whose mass reaches top_p (the token that crosses it included)
     sorted_p = sorted_p.masked_fill(cum - sorted_p >= top_p, 0.0)
