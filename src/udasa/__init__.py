@@ -15,3 +15,12 @@ def sample(*args, **kwargs):
 
 
 sample.__doc__ = "Draw n responses per prompt with token log-probs; see udasa.sampling.sampler.sample."
+
+
+def score(*args, **kwargs):
+    """See `udasa.uncertainty.score`."""
+    from udasa.uncertainty import score as _score
+    return _score(*args, **kwargs)
+
+
+score.__doc__ = "Score each response's semantic, factual and value uncertainty; see udasa.uncertainty.scorer.score."

@@ -1,0 +1,20 @@
+"""Stage 2: score each response's uncertainty on three axes (semantic, factual, value) and combine to u.
+
+See docs/method.md for the formulas and docs/architecture.md for the scores.jsonl schema.
+"""
+from udasa.uncertainty.config import AXES, ScoreConfig
+from udasa.uncertainty.estimators import Estimator, FactualConsistency, SemanticDispersion, ValueConformance
+from udasa.uncertainty.scorer import Scorer, check_sample, score
+from udasa.uncertainty.specs import ValueSpec, builtin_specs, load_spec
+
+
+def score_records(records: list[dict], config: ScoreConfig | None = None, **overrides) -> list[dict]:
+    """Score in-memory sample records (samples.jsonl dicts) without files; see `Scorer` to reuse the models."""
+    cfg = config or ScoreConfig()
+    if overrides:
+        cfg = ScoreConfig(**{**cfg.__dict__, **overrides})
+    return Scorer(cfg).score_records(records)
+
+
+__all__ = ["AXES", "ScoreConfig", "Estimator", "SemanticDispersion", "FactualConsistency", "ValueConformance",
+           "Scorer", "check_sample", "score", "score_records", "ValueSpec", "builtin_specs", "load_spec"]

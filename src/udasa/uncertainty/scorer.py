@@ -1,0 +1,172 @@
+"""The scoring stage: samples.jsonl in, scores.jsonl out (one record per prompt, resumable)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from udasa.errors import InputError
+from udasa.faults import failpoint
+from udasa.io import JsonlAppender, iter_jsonl, require
+from udasa.uncertainty import functional as F
+from udasa.uncertainty.config import AXES, ScoreConfig
+from udasa.uncertainty.estimators import build_estimators, compute_stats, embed_spec, get_embedder
+from udasa.uncertainty.specs import load_spec
+
+PASS_THROUGH = ("model", "model_fingerprint", "sampling", "sources")
+
+
+def check_sample(rec: dict, *, path: str, line: int, model: str | None = None) -> dict:
+    """Check one samples.jsonl record and return the fields scoring needs; errors name file, line and field."""
+    require(rec, "id", (str, int), path=path, line=line)
+    prompt = require(rec, "prompt", str, path=path, line=line)
+    responses = require(rec, "responses", list, path=path, line=line, nonempty=True)
+    n = len(responses)
+    if not all(isinstance(x, str) for x in responses):
+        raise InputError("must be a list of strings", path=path, line=line, field="responses")
+    if "logprob_mean" not in rec and "token_logprobs" not in rec:
+        raise InputError("missing (no 'logprob_mean' nor 'token_logprobs': the factual axis needs the sampler's "
+                         "log-probs; produce samples with `udasa sample`)", path=path, line=line, field="logprob_mean")
+    if "logprob_mean" in rec:
+        lpm = require(rec, "logprob_mean", list, path=path, line=line)
+    else:
+        tl = require(rec, "token_logprobs", list, path=path, line=line)
+        if len(tl) != n or not all(isinstance(t, list) for t in tl):
+            raise InputError(f"must be {n} lists of numbers", path=path, line=line, field="token_logprobs")
+        lpm = [sum(t) / len(t) if t else 0.0 for t in tl]
+    if len(lpm) != n or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
+                                for x in lpm):
+        raise InputError(f"must be {n} finite numbers (one per response)", path=path, line=line,
+                         field="logprob_mean")
+    if "num_tokens" in rec:
+        nt = require(rec, "num_tokens", list, path=path, line=line)
+        if len(nt) != n or not all(isinstance(x, int) and x >= 0 for x in nt):
+            raise InputError(f"must be {n} non-negative integers", path=path, line=line, field="num_tokens")
+    elif "token_logprobs" in rec:
+        nt = [len(t) for t in rec["token_logprobs"]]
+    else:
+        raise InputError("missing", path=path, line=line, field="num_tokens")
+    if model is not None and rec.get("model") != model:
+        raise InputError(f"samples come from model {rec.get('model')!r}, not {model!r} as asked; "
+                         "score samples of the model you name (or leave the model unset)",
+                         path=path, line=line, field="model")
+    messages = rec.get("messages") or [{"role": "user", "content": prompt}]
+    out = {"id": str(rec["id"]), "prompt": prompt, "messages": messages, "responses": responses,
+           "num_tokens": nt, "logprob_mean": [float(x) for x in lpm]}
+    out.update({k: rec[k] for k in PASS_THROUGH if k in rec})
+    return out
+
+
+class Scorer:
+    """A loaded embedder, spec and estimators; `score_records` scores in-memory sample records."""
+
+    def __init__(self, config: ScoreConfig | None = None, *, embedder=None, judge_policy=None):
+        self.cfg = config or ScoreConfig()
+        self.spec = load_spec(self.cfg.spec)
+        self.embedder = embedder if embedder is not None else get_embedder(self.cfg.embedder)
+        self.spec_emb = embed_spec(self.spec, self.embedder, self.cfg.embed_batch_size)
+        self.estimators = build_estimators(self.cfg)
+        self._judge_policy = judge_policy
+        self._judge = None
+
+    def judge_for(self, model_name: str | None):
+        if not self.cfg.use_policy_judge:
+            return None
+        if self._judge is None:
+            from udasa.sampling import Policy
+            from udasa.uncertainty.judge import PolicyJudge
+
+            pol = self._judge_policy or Policy(self.cfg.model or model_name)
+            self._judge = PolicyJudge(pol.model, pol.tokenizer, self.spec, self.cfg.judge_batch_size)
+        return self._judge
+
+    def score_records(self, records: list[dict], *, checked: bool = False) -> list[dict]:
+        """Score a list of sample dicts (the samples.jsonl schema); returns scores.jsonl records."""
+        if not checked:
+            records = [check_sample(r, path="<records>", line=i + 1, model=self.cfg.model)
+                       for i, r in enumerate(records)]
+        out = []
+        for s in range(0, len(records), self.cfg.batch_prompts):
+            batch = records[s:s + self.cfg.batch_prompts]
+            judge = self.judge_for(batch[0].get("model"))
+            stats = compute_stats(batch, self.cfg, self.embedder, self.spec_emb, judge)
+            out += [self._score_one(r, st) for r, st in zip(batch, stats)]
+        return out
+
+    def _score_one(self, rec: dict, stats: dict) -> dict:
+        comp = {e.name: np.clip(e(stats), 0.0, 1.0) for e in self.estimators}
+        norm = {a: F.normalize(comp[a], self.cfg.normalization) for a in AXES}
+        u = F.combine(norm, self.cfg.weights)
+        labels = F.greedy_clusters(stats["semantic_emb"], self.cfg.cluster_threshold)
+        r5 = lambda xs: [F.safe_float(x) for x in xs]  # noqa: E731
+        out = {k: rec[k] for k in ("id", "prompt", "messages", "responses", "num_tokens", "logprob_mean")}
+        out.update({
+            "components": {a: r5(comp[a]) for a in AXES},
+            "normalized": {a: r5(norm[a]) for a in AXES},
+            "u": r5(u),
+            "weights": dict(self.cfg.weights),
+            "spec": self.spec.name,
+            "semantic_entropy": F.safe_float(F.cluster_entropy(labels)),
+            "semantic_clusters": labels.tolist(),
+        })
+        for k in PASS_THROUGH:
+            out[k] = rec.get(k)
+        if rec.get("sources") is None:
+            out.pop("sources")
+        out["scoring"] = self.cfg.settings()
+        return out
+
+
+def iter_samples(path: str | os.PathLike, model: str | None = None) -> Iterator[dict]:
+    """Stream checked sample records; all must come from one model (the first record's, unless named)."""
+    first_model = model
+    for line, rec in iter_jsonl(path):
+        if rec is None:
+            continue
+        s = check_sample(rec, path=str(path), line=line, model=first_model)
+        if first_model is None and "model" in rec:
+            first_model = rec["model"]
+        yield s
+
+
+def _batched(it: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    batch = []
+    for x in it:
+        batch.append(x)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def score(samples_path: str | os.PathLike, out_path: str | os.PathLike, config: ScoreConfig | None = None, *,
+          scorer: Scorer | None = None, progress: bool = True, **overrides) -> Path:
+    """Score every prompt of ``samples_path`` and append one record per prompt to ``out_path`` (resumable).
+
+    Keyword overrides set `ScoreConfig` fields: ``score("s.jsonl", "u.jsonl", spec="helpful")``.
+    The input is checked in full before any work (a bad line fails fast), then streamed.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = config or (scorer.cfg if scorer else ScoreConfig())
+    if overrides:
+        cfg = ScoreConfig(**{**cfg.__dict__, **overrides})
+    total = sum(1 for _ in iter_samples(samples_path, cfg.model))
+    if total == 0:
+        raise InputError("holds no samples", path=str(samples_path))
+    scorer = scorer if scorer is not None and scorer.cfg == cfg else Scorer(cfg)
+    with JsonlAppender(out_path, key="id") as writer:
+        if writer.first is not None and (writer.first.get("scoring") != cfg.settings()):
+            raise InputError(f"already holds scores made with other settings {writer.first.get('scoring')}; "
+                             "use another --out or delete it", path=str(out_path))
+        bar = tqdm(total=total, initial=len(writer.done), desc="scoring", unit="prompt", disable=not progress)
+        pending = (s for s in iter_samples(samples_path, cfg.model) if s["id"] not in writer.done)
+        for batch in _batched(pending, cfg.batch_prompts):
+            writer.write(scorer.score_records(batch, checked=True))
+            bar.update(len(batch))
+            failpoint("score.batch")
+        bar.close()
+    return Path(out_path)
