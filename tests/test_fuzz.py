@@ -91,3 +91,59 @@ def test_empty_files_are_handled(tmp_path):
     path.write_bytes(b"")
     assert list(read_prompts(str(path))) == []
     assert list(iter_jsonl(path)) == []
+
+
+floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.text(max_size=3), st.none())
+msgs = st.one_of(json_values, st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "x"]),
+                                                              "content": st.one_of(st.text(max_size=20), json_values)}),
+                                       max_size=3))
+
+
+@FUZZ
+@given(lines=lines_strategy({"id": st.one_of(st.text(max_size=5), st.integers(), json_values),
+                             "prompt": st.text(max_size=20), "messages": msgs,
+                             "responses": st.one_of(st.lists(st.text(max_size=20), max_size=3), json_values),
+                             "logprob_mean": st.lists(floats, max_size=3), "num_tokens": st.lists(floats, max_size=3),
+                             "token_logprobs": st.lists(st.lists(floats, max_size=3), max_size=3),
+                             "model": st.text(max_size=5)}))
+def test_samples_reader_fuzz(tmp_path, lines):
+    from udasa.uncertainty.scorer import iter_samples
+
+    check_reader(tmp_path, lines, lambda p: list(iter_samples(p)))
+
+
+@FUZZ
+@given(lines=lines_strategy({"id": st.one_of(st.text(max_size=5), st.integers(), json_values),
+                             "prompt": st.text(max_size=20), "messages": msgs,
+                             "responses": st.one_of(st.lists(st.text(max_size=20), max_size=3), json_values),
+                             "u": st.lists(floats, max_size=3),
+                             "normalized": st.dictionaries(st.sampled_from(["semantic", "value"]),
+                                                           st.lists(floats, max_size=3))}),
+       key=st.sampled_from(["u", "semantic", "factual"]))
+def test_scores_reader_fuzz(tmp_path, lines, key):
+    from udasa.pairs import read_scores
+
+    check_reader(tmp_path, lines, lambda p: list(read_scores(p, key)))
+
+
+@FUZZ
+@given(lines=lines_strategy({"id": st.one_of(st.text(max_size=5), st.integers(), json_values), "messages": msgs,
+                             "chosen": st.one_of(st.text(max_size=20), json_values),
+                             "rejected": st.one_of(st.text(max_size=20), json_values),
+                             "stage": st.one_of(st.sampled_from(["conservative", "moderate", "exploratory", "all"]),
+                                                json_values),
+                             "stage_index": st.one_of(st.integers(-1, 3), json_values),
+                             "delta_u": floats}))
+def test_pairs_reader_fuzz(tmp_path, lines):
+    from udasa.training.data import read_pairs
+
+    check_reader(tmp_path, lines, read_pairs)
+
+
+def test_valid_scores_are_never_skipped(tmp_path):
+    from udasa.pairs import read_scores
+
+    rows = [{"id": i, "prompt": f"p{i}", "responses": ["a", "b"], "u": [0.1, 0.9]} for i in range(50)]
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [rec["id"] for _, rec, *_ in read_scores(str(path), "u")] == [str(i) for i in range(50)]
