@@ -50,14 +50,19 @@ def test_tiny_pipeline_end_to_end_and_rerun_reuses_everything(tmp_path, tiny_mod
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     run = tmp_path / "run"
     report = (run / "report" / "report.md").read_text()
-    for label in ("base", "udasa", "dpo-nocurr"):
+    for label in ("base", "udasa", "dpo-nocurr", "best-of-n"):
         assert f"| {label}" in report or f" {label} |" in report
     assert "## Headline metrics" in report and "## Evaluation tables" in report
     assert (run / "report" / "delta_u_by_stage.png").stat().st_size > 1000
     assert (run / "report" / "axis_correlation.png").stat().st_size > 1000
     stages = [json.loads(p.read_text())["artifact"] for p in (run / ".stages").glob("*.json")]
-    assert len(stages) >= 9  # prompts, sample, score, eval-base, pairs, train, eval, and the baseline's three
+    assert len(stages) >= 11  # prompts, sample, score, eval-base, pairs, train, eval, 3 + 2 for the baselines
     assert (run / "variants" / "dpo-nocurr" / "model" / "final" / "model.safetensors").exists()
+    sft = [json.loads(line) for line in (run / "variants" / "best-of-n" / "model" / "sft_data.jsonl").open()]
+    scores = {r["id"]: r for r in map(json.loads, (run / "scores.jsonl").open())}
+    for row in sft:  # best-of-n imitates each prompt's lowest-u non-empty response
+        rec = scores[row["id"]]
+        assert rec["u"][row["index"]] == min(u for u, r in zip(rec["u"], rec["responses"]) if r.strip())
     again = udasa_run(recipe)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("done earlier") == len(stages)

@@ -226,3 +226,17 @@ def test_candidate_shortcut_draws_exactly_what_a_full_sort_draws():
             b = pick_tokens(logits, 1.0, top_p, [torch.Generator().manual_seed(i) for i in range(6)],
                             candidates=1000)
             assert a.tolist() == b.tolist()
+
+
+def test_model_fingerprint_ignores_run_metadata(tmp_path, tiny_model_path):
+    import shutil
+
+    from udasa.models import model_fingerprint
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_path, copy)
+    (copy / "udasa_stage.json").write_text('{"seconds": 12.3}')
+    (copy / "README.md").write_text("a card")
+    assert model_fingerprint(copy) == model_fingerprint(tiny_model_path)
+    (copy / "config.json").write_text((copy / "config.json").read_text().replace('"hidden_act"', '"hidden_act" '))
+    assert model_fingerprint(copy) != model_fingerprint(tiny_model_path)

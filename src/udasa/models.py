@@ -149,10 +149,13 @@ def load_embedder(name_or_path: str = DEFAULT_EMBEDDER, device: str = "cpu"):
 
 
 def model_fingerprint(name_or_path: str | os.PathLike) -> str:
-    """A cheap content hash of a model folder: config plus size, head and tail of each weight file."""
+    """A cheap content hash of a model folder: config and tokenizer files plus size, head and tail of each
+    weight file. Run metadata next to the weights (markers, model cards) is left out, so the same
+    weights trained twice have the same fingerprint."""
     path = resolve_model_path(name_or_path)
     h = hashlib.sha256()
-    for f in sorted(path.glob("*.json")) + sorted(path.glob("*.safetensors")):
+    files = [path / n for n in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")]
+    for f in [f for f in files if f.exists()] + sorted(path.glob("*.safetensors")):
         h.update(f.name.encode())
         size = f.stat().st_size
         h.update(str(size).encode())
