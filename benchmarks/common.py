@@ -1,6 +1,7 @@
 """Helpers shared by the benchmarks: the machine's own matmul limit and a docs/BENCHMARKS.md writer."""
 from __future__ import annotations
 
+import os
 import platform
 import re
 import time
@@ -24,7 +25,10 @@ def matmul_flops(size: int = 1024, seconds: float = 3.0) -> float:
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    """The setting of a measurement, load average included: figures taken on a busy machine say so."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
+            f"torch {torch.__version__}, load average {load} at the start")
 
 
 def write_section(title: str, body: str) -> None:
