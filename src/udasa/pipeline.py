@@ -160,7 +160,9 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
 
     evals = []
     if recipe.eval_base:
-        evals.append(("base", _evaluate(recipe, stages, recipe.model, root / "eval-base", None, h_score)))
+        # keyed on the model alone: the base evaluation does not depend on the samples
+        evals.append(("base", _evaluate(recipe, stages, "eval-base", recipe.model, root / "eval-base", None,
+                                        recipe.model)))
     main = _variant(recipe, stages, root, scores, h_score, "udasa", "dpo", {}, {},
                     baseline=root / "eval-base" if recipe.eval_base else None)
     evals.append(("udasa", main))
@@ -192,7 +194,7 @@ def _variant(recipe: Recipe, stages: Stages, folder: Path, scores: Path, h_score
         from udasa.training.sft import train_best_of_n
         h_train = stages.run(prefix + "train", {"in": h_score, "cfg": asdict(tcfg), "method": method}, model_dir,
                              lambda: train_best_of_n(scores, model_dir, tcfg))
-    return _evaluate(recipe, stages, str(model_dir / "final"), folder / "eval", baseline, h_train, label=prefix)
+    return _evaluate(recipe, stages, f"{prefix}eval", str(model_dir / "final"), folder / "eval", baseline, h_train)
 
 
 def _train(recipe: Recipe, pairs: Path, model_dir: Path, tcfg) -> None:
@@ -209,19 +211,13 @@ def _train(recipe: Recipe, pairs: Path, model_dir: Path, tcfg) -> None:
         raise RuntimeError(f"training under the launcher failed: {' '.join(cmd)}")
 
 
-def _evaluate(recipe: Recipe, stages: Stages, model: str, out: Path, baseline: Path | None, h_in: str,
-              label: str = "") -> Path:
+def _evaluate(recipe: Recipe, stages: Stages, name: str, model: str, out: Path, baseline: Path | None,
+              h_in: str) -> Path:
     from udasa.evaluation import evaluate
     over = {"model": model, "out": str(out)}
     if baseline is not None and "helpful" in recipe.stage_config("eval").tasks:
         over["baseline"] = str(baseline)
-    ecfg_data = {**recipe.eval, **over}
-    name = "eval-base" if model == recipe.model and out.name == "eval-base" else f"{label}eval"
-    key = {"in": h_in if name != "eval-base" else recipe.model, "cfg": ecfg_data}
-
-    def go():
-        evaluate(recipe.stage_config("eval", over))
-
-    stages.run(name, key, out, go)
+    stages.run(name, {"in": h_in, "cfg": {**recipe.eval, **over}}, out,
+               lambda: evaluate(recipe.stage_config("eval", over)))
     return out
 
