@@ -16,6 +16,7 @@ def main(run_dir: str, command: str) -> None:
     report = (Path(run_dir) / "report" / "report.md").read_text()
     summary = report.split("## Evaluation tables", 1)[0]
     summary = re.sub(r"^# .*\n", "", summary)
+    summary = re.sub(r"^## ", "### ", summary, flags=re.M)  # nested under this run's own section
     figures = DOC.parent / "figures" / Path(run_dir).name  # runs/ is not committed; the plots are
     figures.mkdir(parents=True, exist_ok=True)
     for png in (Path(run_dir) / "report").glob("*.png"):
