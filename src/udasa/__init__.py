@@ -9,18 +9,13 @@ __version__ = "0.1.0"
 
 
 def sample(*args, **kwargs):
-    """See `udasa.sampling.sample`."""
+    """Draw n responses per prompt with token log-probs; see `udasa.sampling.sample`."""
     from udasa.sampling import sample as _sample
     return _sample(*args, **kwargs)
 
 
-sample.__doc__ = "Draw n responses per prompt with token log-probs; see udasa.sampling.sampler.sample."
-
-
 def score(*args, **kwargs):
-    """See `udasa.uncertainty.score`."""
+    """Score each response's semantic, factual and value uncertainty; see `udasa.uncertainty.score`."""
     from udasa.uncertainty import score as _score
     return _score(*args, **kwargs)
 
-
-score.__doc__ = "Score each response's semantic, factual and value uncertainty; see udasa.uncertainty.scorer.score."

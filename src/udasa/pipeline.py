@@ -93,9 +93,8 @@ def collect_prompts(recipe: Recipe) -> list[dict]:
 
 def eval_prompt_texts() -> dict[str, str]:
     """Every prompt any evaluation task or evaluator reward model reads: normalised text -> id."""
-    from udasa.data import advbench, imdb, self_instruct, truthfulqa
+    from udasa.data import advbench, hh_rlhf, imdb, self_instruct, truthfulqa
     from udasa.evaluation import evaluator_ids
-    from udasa.data import hh_rlhf
 
     texts = {}
     for r in advbench() + self_instruct("user"):
