@@ -44,6 +44,22 @@ def artifacts(run: Path) -> dict:
             "weights": weights, "tasks": tasks, "generations": gens}
 
 
+def test_tiny_sentiment_pipeline_continues_plain_text(tmp_path, tiny_model_path):
+    # the sentiment recipe's path: IMDb train openings continued as plain text, positive-sentiment spec
+    recipe = tiny_recipe(tmp_path, tiny_model_path, prompts=[{"data": "imdb-train", "limit": 6}],
+                         score={"spec": "positive-sentiment", "embedder": "bow"},
+                         eval={"tasks": ["sentiment"], "limit": 2, "bootstrap_resamples": 100},
+                         baselines=[{"name": "best-of-n", "method": "sft-best-of-n"}])
+    r = udasa_run(recipe)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    run = tmp_path / "run"
+    for name in ("samples.jsonl", "scores.jsonl", "pairs.jsonl"):
+        rows = [json.loads(line) for line in (run / name).read_text().splitlines()]
+        assert rows and all(row.get("format") == "plain" for row in rows), name
+    assert json.loads((run / "scores.jsonl").read_text().splitlines()[0])["spec"] == "positive-sentiment"
+    assert "| sentiment" in (run / "report" / "report.md").read_text()
+
+
 def test_tiny_pipeline_end_to_end_and_rerun_reuses_everything(tmp_path, tiny_model_path):
     recipe = tiny_recipe(tmp_path, tiny_model_path)
     r = udasa_run(recipe)

@@ -59,7 +59,8 @@ def test_recipes_cannot_execute_code(tmp_path):
         load_recipe(p)
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "cpu-full.yaml", "gpu-7b-deepspeed.yaml", "gpu-7b-fsdp.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "cpu-small.yaml", "cpu-full.yaml", "cpu-sentiment.yaml",
+                                  "gpu-7b-deepspeed.yaml", "gpu-7b-fsdp.yaml"])
 def test_shipped_recipes_validate(name):
     if not (ROOT / "recipes" / name).exists():
         pytest.fail(f"recipes/{name} is missing")

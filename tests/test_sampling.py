@@ -240,3 +240,50 @@ def test_model_fingerprint_ignores_run_metadata(tmp_path, tiny_model_path):
     assert model_fingerprint(copy) == model_fingerprint(tiny_model_path)
     (copy / "config.json").write_text((copy / "config.json").read_text().replace('"hidden_act"', '"hidden_act" '))
     assert model_fingerprint(copy) != model_fingerprint(tiny_model_path)
+
+
+def test_candidate_shortcut_on_a_mixed_batch_matches_a_full_sort():
+    # rows needing 256, 4096 and the whole vocabulary in one batch: each row is drawn exactly as alone
+    torch.manual_seed(1)
+    vocab = 6000
+    logits = torch.cat([torch.randn(3, vocab) * 6, torch.randn(3, vocab) * 1.5, torch.randn(3, vocab) * 0.01])
+    for top_p in (0.5, 0.95):
+        gens = lambda: [torch.Generator().manual_seed(100 + i) for i in range(9)]  # noqa: E731
+        mixed = pick_tokens(logits, 1.0, top_p, gens())
+        full = pick_tokens(logits, 1.0, top_p, gens(), candidates=vocab)
+        assert mixed.tolist() == full.tolist()
+
+
+def test_preallocated_cache_gives_the_same_samples_as_a_dynamic_cache(tiny_policy, monkeypatch):
+    from transformers import DynamicCache
+
+    import udasa.sampling.generate as G
+
+    prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    kw = dict(n=3, max_new_tokens=10, temperature=1.0, top_p=0.9, stop_ids={2}, pad_id=0,
+              seeds=[[i * 10 + j for j in range(3)] for i in range(3)])
+    fast = G.generate(tiny_policy.model, prompts, **kw)
+    monkeypatch.setattr(G, "_preallocated_cache", lambda model, capacity: DynamicCache(config=model.config))
+    slow = G.generate(tiny_policy.model, prompts, **kw)
+    assert {g.finish_reason for g in sum(fast, [])} == {"stop", "length"}  # rows were dropped mid-way
+    for a, b in zip(sum(fast, []), sum(slow, [])):
+        assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-5)
+
+
+def test_plain_prompts_are_continued_without_the_chat_template(tiny_policy, tmp_path):
+    from udasa.sampling import sample
+    from udasa.sampling.prompts import read_prompts
+
+    rows = [{"id": "a", "prompt": "This movie was", "format": "plain"}, {"id": "b", "prompt": "Hello"}]
+    out = sample(rows, tmp_path / "s.jsonl", n=2, max_new_tokens=6, progress=False, policy=tiny_policy,
+                 model=tiny_policy.name)
+    recs = {r["id"]: r for _, r in iter_jsonl(out)}
+    tok = tiny_policy.tokenizer
+    assert recs["a"]["format"] == "plain" and "format" not in recs["b"]
+    assert recs["a"]["prompt_tokens"] == len(tok("This movie was", add_special_tokens=False)["input_ids"])
+    assert recs["b"]["prompt_tokens"] > len(tok("Hello", add_special_tokens=False)["input_ids"])  # template
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "prompt": "hi", "format": "poem"}\n')
+    with pytest.raises(InputError, match="format"):
+        list(read_prompts(str(bad)))

@@ -170,3 +170,25 @@ def test_bad_input_fails_before_training(tiny_model_path, tmp_path):
     with pytest.raises(InputError, match="stage_overrides"):
         TrainConfig(stage_overrides={"moderate": {"gamma": 1}})
     assert not (tmp_path / "o").exists()  # nothing was trained or written
+
+
+def test_plain_text_pairs_train_on_the_text_not_a_chat(tiny_model_path, tmp_path):
+    # continuation pairs (the sentiment task): TRL's standard text format, no chat template
+    from udasa.training.data import read_pairs, to_rows
+
+    path = write_pairs(tmp_path / "plain.jsonl", n_per_stage=2)
+    recs = [dict(json.loads(x), format="plain") for x in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    stages = read_pairs(path)
+    row = to_rows(stages[0])[0]
+    assert row["prompt"] == recs[0]["messages"][-1]["content"] and row["chosen"] == recs[0]["chosen"]
+    chat = write_pairs(tmp_path / "chat.jsonl", n_per_stage=2)
+    assert to_rows(read_pairs(chat)[0])[0]["prompt"] == recs[0]["messages"]
+    # same texts, different format: different reference-cache keys
+    assert stages[0].pairs[0]["pair_key"] != read_pairs(chat)[0].pairs[0]["pair_key"]
+    final = train(path, tmp_path / "out", cfg(tiny_model_path, tmp_path))
+    assert (final / "model.safetensors").exists()
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(path.read_text() + chat.read_text())
+    with pytest.raises(InputError, match="mixes chat and plain"):
+        read_pairs(mixed)

@@ -151,7 +151,7 @@ def build_pairs(scores_path: str | Path, out_path: str | Path, config: PairConfi
         kept.append({"id": rec["id"], "prompt": rec.get("prompt") or messages[-1]["content"], "messages": messages,
                      "chosen": chosen, "rejected": rejected, "chosen_index": ci, "rejected_index": ri,
                      "u_chosen": scores[ci], "u_rejected": scores[ri], "delta_u": round(delta, 6),
-                     "score_key": cfg.score_key})
+                     "score_key": cfg.score_key, **({"format": "plain"} if rec.get("format") == "plain" else {})})
     if prompts == 0:
         raise InputError("holds no score records", path=scores_path)
 
@@ -174,7 +174,7 @@ FIELD_ORDER = ("id", "prompt", "messages", "chosen", "rejected", "chosen_index",
 
 
 def _ordered(p: dict) -> dict:
-    return {k: p[k] for k in FIELD_ORDER}
+    return {k: p[k] for k in FIELD_ORDER + ("format",) if k in p}
 
 
 def stage_summary(pairs: list[dict], curriculum: str) -> list[dict]:

@@ -83,7 +83,7 @@ def collect_prompts(recipe: Recipe) -> list[dict]:
         for r in items:
             if r["id"] not in seen:
                 seen.add(r["id"])
-                rows.append({k: r[k] for k in ("id", "prompt", "messages") if k in r})
+                rows.append({k: r[k] for k in ("id", "prompt", "messages", "format") if k in r})
     overlap = training_eval_overlap(rows)
     if overlap:  # e.g. an HH opening line that also opens a dialogue the evaluators were trained on
         warnings.warn(f"dropped {len(overlap)} training prompts that are also evaluation prompts "

@@ -129,6 +129,6 @@ def load_prompts(name: str) -> list[dict]:
         return [{"id": r["id"], "prompt": r["prompt"]} for r in advbench()]
     if name in ("self-instruct-seed", "self-instruct-user"):
         return [{"id": r["id"], "prompt": r["prompt"]} for r in self_instruct(name.rsplit("-", 1)[1])]
-    if name in ("imdb-train", "imdb-test"):
-        return imdb_prefixes(name.split("-")[1])
+    if name in ("imdb-train", "imdb-test"):  # review openings to continue, not questions
+        return [{**r, "format": "plain"} for r in imdb_prefixes(name.split("-")[1])]
     raise ValueError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")

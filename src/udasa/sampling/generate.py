@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 
 @dataclass
@@ -31,26 +32,122 @@ def pick_tokens(logits: torch.Tensor, temperature: float, top_p: float,
     """Choose one token per row: greedy at temperature 0, else nucleus sampling by inverse CDF.
 
     Each row draws its uniform number from its own generator, so a row's tokens do not depend
-    on which other rows share the batch. Sorting the whole vocabulary every step is the
-    sampler's largest cost after the model itself, so rows sort only their top ``candidates``
-    tokens when those already hold ``top_p`` of the mass (exactly the same nucleus); the rest
-    fall back to a full sort.
+    on which other rows share the batch. Sorting the whole vocabulary is the sampler's largest
+    cost after the model itself, so each row sorts only its top ``candidates`` tokens when those
+    already hold ``top_p`` of the mass (exactly the same nucleus), then 16x as many; only rows
+    whose nucleus is wider still sort everything.
     """
     if temperature <= 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
-    k = min(candidates, probs.shape[-1])
-    sorted_p, order = probs.topk(k, dim=-1)  # sorted, descending
-    if top_p >= 1.0 or bool((sorted_p.sum(-1) < top_p).any()):
-        sorted_p, order = probs.sort(dim=-1, descending=True)
+    u = torch.stack([torch.rand((), generator=g) for g in generators]) if generators else torch.rand(len(logits))
+    vocab = probs.shape[-1]
+    out = torch.empty(len(probs), dtype=torch.long, device=probs.device)
+    rows = torch.arange(len(probs), device=probs.device)
+    for k in (candidates, 16 * candidates, vocab):
+        k = min(k, vocab)
+        if top_p >= 1.0 and k < vocab:
+            continue
+        sub = probs if len(rows) == len(probs) else probs[rows]
+        sorted_p, order = sub.topk(k, dim=-1) if k < vocab else sub.sort(dim=-1, descending=True)
+        fits = sorted_p.sum(-1) >= top_p if k < vocab else torch.ones(len(rows), dtype=torch.bool)
+        if bool(fits.any()):
+            out[rows[fits]] = _nucleus_draw(sorted_p[fits], order[fits], u[rows[fits]], top_p)
+        rows = rows[~fits]
+        if rows.numel() == 0:
+            break
+    return out
+
+
+def _nucleus_draw(sorted_p: torch.Tensor, order: torch.Tensor, u: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Inverse-CDF draw inside the nucleus of rows sorted by descending probability."""
     cum = sorted_p.cumsum(dim=-1)
     # keep the smallest prefix whose mass reaches top_p (the token that crosses it included)
     sorted_p = sorted_p.masked_fill(cum - sorted_p >= top_p, 0.0)
     cum = sorted_p.cumsum(dim=-1)
-    u = torch.stack([torch.rand((), generator=g) for g in generators]) if generators else torch.rand(len(logits))
     u = u.to(cum.dtype) * cum[:, -1]
     idx = torch.searchsorted(cum, u.unsqueeze(-1)).clamp_(max=cum.shape[-1] - 1)
     return order.gather(-1, idx).squeeze(-1)
+
+
+class _PreallocatedLayer(DynamicLayer):
+    """A DynamicLayer that writes into a buffer sized for the whole generation.
+
+    transformers' DynamicLayer concatenates the new key/value onto the old ones at every step,
+    copying the whole cache each time (15% of decode time here); this layer writes in place and
+    hands attention a view of the filled part: the same attention inputs, no copy.
+    """
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity, self.length = capacity, 0
+
+    def allocate(self, rows: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Zeroed buffers shaped like ``keys``/``values`` (zeros: masked padding must not hold NaN)."""
+        self.lazy_initialization(keys, values)
+        self.kbuf = keys.new_zeros((rows, keys.shape[1], self.capacity, keys.shape[-1]))
+        self.vbuf = values.new_zeros((rows, values.shape[1], self.capacity, values.shape[-1]))
+
+    def write_rows(self, rows: slice, start: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        end = start + keys.shape[-2]
+        self.kbuf[rows, :, start:end] = keys
+        self.vbuf[rows, :, start:end] = values
+
+    def set_length(self, length: int) -> None:
+        self.length = length
+        self.keys, self.values = self.kbuf[:, :, :length], self.vbuf[:, :, :length]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.allocate(key_states.shape[0], key_states, value_states)
+        self.write_rows(slice(None), self.length, key_states, value_states)
+        self.set_length(self.length + key_states.shape[-2])
+        return self.keys, self.values
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.is_initialized:
+            self.kbuf, self.vbuf = self.kbuf.repeat_interleave(repeats, 0), self.vbuf.repeat_interleave(repeats, 0)
+            self.set_length(self.length)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+            self.set_length(self.length)
+
+
+def _preallocated_cache(model, capacity: int):
+    """A DynamicCache whose plain layers are `_PreallocatedLayer`s (sliding-window ones stay as they are)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    cache.layers = [_PreallocatedLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
+
+
+def _prefill(model, prompt_ids: list[list[int]], n: int, capacity: int, device):
+    """Run each prompt alone (no compute spent on padding) and copy its keys/values into the
+    left-padded rows of its ``n`` samples. Returns ``(cache, last logits per row)``, or None when
+    the model has cache layers this does not handle (then the caller prefills a padded batch).
+    """
+    from transformers import DynamicCache
+
+    cache = _preallocated_cache(model, capacity)
+    if not cache.layers or not all(isinstance(layer, _PreallocatedLayer) for layer in cache.layers):
+        return None
+    width = max(len(p) for p in prompt_ids)
+    logits = []
+    for i, p in enumerate(prompt_ids):
+        own = DynamicCache(config=model.config)
+        out = model(input_ids=torch.tensor([p], dtype=torch.long, device=device), cache=own, use_cache=True,
+                    logits_to_keep=1)
+        logits.append(out.logits[0, -1])
+        for dst, src in zip(cache.layers, own.layers):
+            if i == 0:
+                dst.allocate(len(prompt_ids) * n, src.keys, src.values)
+            dst.write_rows(slice(i * n, (i + 1) * n), width - len(p), src.keys, src.values)
+    for layer in cache.layers:
+        layer.set_length(width)
+    return cache, torch.stack(logits).repeat_interleave(n, dim=0)
 
 
 @torch.inference_mode()
@@ -59,11 +156,9 @@ def generate(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int,
              ) -> list[list[Generation]]:
     """Sample ``n`` continuations for each tokenized prompt. Returns ``[prompt][sample]``.
 
-    Prompts are left-padded and prefilled once; the KV cache is then repeated ``n`` times.
+    Each prompt is prefilled once, alone, into the left-padded cache rows of its ``n`` samples.
     ``seeds[i][j]`` seeds sample j of prompt i (None: torch's global generator).
     """
-    from transformers import DynamicCache
-
     device = next(model.parameters()).device
     width = max(len(p) for p in prompt_ids)
     input_ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
@@ -72,16 +167,20 @@ def generate(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int,
         input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
         attn[i, width - len(p):] = 1
     input_ids, attn = input_ids.to(device), attn.to(device)
-    pos = (attn.cumsum(-1) - 1).clamp_(min=0)
-
-    cache = DynamicCache(config=model.config)
-    out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, cache=cache,
-                use_cache=True, logits_to_keep=1)
-    logits = out.logits[:, -1, :]
-    if n > 1:
-        cache.batch_repeat_interleave(n)
-        logits = logits.repeat_interleave(n, dim=0)
+    prefilled = _prefill(model, prompt_ids, n, width + max_new_tokens, device)
+    if prefilled is not None:
+        cache, logits = prefilled
         attn = attn.repeat_interleave(n, dim=0)
+    else:
+        pos = (attn.cumsum(-1) - 1).clamp_(min=0)
+        cache = _preallocated_cache(model, width + max_new_tokens)
+        out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, cache=cache,
+                    use_cache=True, logits_to_keep=1)
+        logits = out.logits[:, -1, :]
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+            logits = logits.repeat_interleave(n, dim=0)
+            attn = attn.repeat_interleave(n, dim=0)
     next_pos = attn.sum(-1)  # position of the next token in each row
 
     rows = len(prompt_ids) * n

@@ -1,4 +1,8 @@
-"""Reading prompts: JSONL files ({"id","prompt"} or {"id","messages"}) or in-memory rows."""
+"""Reading prompts: JSONL files ({"id","prompt"} or {"id","messages"}) or in-memory rows.
+
+A record with ``"format": "plain"`` is a text to continue (e.g. an IMDb review opening), fed to the
+model as is, without the chat template; the default ``"chat"`` is a user turn.
+"""
 from __future__ import annotations
 
 from typing import Iterable, Iterator
@@ -40,7 +44,15 @@ def normalize_prompt(rec: dict, *, path: str, line: int) -> dict:
     else:
         raise InputError("missing (a prompt record needs 'prompt' or 'messages')", path=path, line=line,
                          field="prompt")
-    return {"id": str(pid), "prompt": prompt, "messages": messages}
+    fmt = rec.get("format", "chat")
+    if fmt not in ("chat", "plain"):
+        raise InputError(f"must be 'chat' or 'plain', got {fmt!r}"[:200], path=path, line=line, field="format")
+    if fmt == "plain" and len(messages) != 1:
+        raise InputError("a plain-text prompt is one text, not a dialogue", path=path, line=line, field="format")
+    out = {"id": str(pid), "prompt": prompt, "messages": messages}
+    if fmt == "plain":
+        out["format"] = "plain"
+    return out
 
 
 def read_prompts(source: str | Iterable[dict], *, name: str = "<prompts>") -> Iterator[dict]:

@@ -58,8 +58,12 @@ class Policy:
         self.context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
         self.truncated = 0
 
-    def encode(self, messages: list[dict], cfg: SampleConfig) -> list[int]:
-        ids = chat_token_ids(self.tokenizer, messages, cfg.system_prompt)
+    def encode(self, messages: list[dict], cfg: SampleConfig, plain: bool = False) -> list[int]:
+        """Token ids of a chat prompt, or of the text itself when ``plain`` (a continuation prompt)."""
+        if plain:
+            ids = self.tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+        else:
+            ids = chat_token_ids(self.tokenizer, messages, cfg.system_prompt)
         limit = cfg.max_prompt_tokens or max(1, self.context - cfg.max_new_tokens)
         if len(ids) > limit:
             self.truncated += 1
@@ -71,25 +75,30 @@ class Policy:
         """Sample ``cfg.n`` responses for each ``{id, prompt}`` or ``{id, messages}``; returns output records."""
         prompts = [p if "messages" in p else {**p, "messages": [{"role": "user", "content": p["prompt"]}]}
                    for p in prompts]
-        encoded = [self.encode(p["messages"], cfg) for p in prompts]
+        plain = [p.get("format") == "plain" for p in prompts]
+        encoded = [self.encode(p["messages"], cfg, pl) for p, pl in zip(prompts, plain)]
         seeds = [[sample_seed(cfg.seed, p["id"], j) for j in range(cfg.n)] for p in prompts]
         gens = generate(self.model, encoded, n=cfg.n, max_new_tokens=cfg.max_new_tokens,
                         temperature=cfg.temperature, top_p=cfg.top_p, stop_ids=self.stop_ids,
                         pad_id=self.tokenizer.pad_token_id, seeds=seeds)
         records = []
-        for p, ids, samples in zip(prompts, encoded, gens):
+        for p, ids, samples, pl in zip(prompts, encoded, gens, plain):
             lps = [[round(x, 5) for x in g.token_logprobs] for g in samples]
+            texts = [self.tokenizer.decode(g.token_ids, skip_special_tokens=True) for g in samples]
             rec = {
                 "id": p["id"],
                 "prompt": p.get("prompt", p["messages"][-1]["content"]),
                 "messages": p["messages"],
-                "responses": [self.tokenizer.decode(g.token_ids, skip_special_tokens=True).strip() for g in samples],
+                # a continuation keeps its leading space: prompt + response is the text
+                "responses": texts if pl else [t.strip() for t in texts],
                 "num_tokens": [len(g.token_ids) for g in samples],
                 "logprob_sum": [round(sum(lp), 4) for lp in lps],
                 "logprob_mean": [round(sum(lp) / len(lp), 5) if lp else 0.0 for lp in lps],
                 "finish_reasons": [g.finish_reason for g in samples],
                 "prompt_tokens": len(ids),
             }
+            if pl:
+                rec["format"] = "plain"
             if cfg.keep_token_logprobs:
                 rec["token_logprobs"] = lps
             records.append(rec)

@@ -30,9 +30,11 @@ class Stage:
         return h.hexdigest()[:16]
 
 
-def pair_key(messages: list[dict], chosen: str, rejected: str) -> str:
+def pair_key(messages: list[dict], chosen: str, rejected: str, fmt: str = "chat") -> str:
     """Content hash of one pair; the reference log-prob cache is keyed by it."""
-    blob = json.dumps([messages, chosen, rejected], ensure_ascii=False, sort_keys=True)
+    # the format joins the hash only when plain, so chat keys (and caches built with them) stay valid
+    blob = json.dumps([messages, chosen, rejected] + ([fmt] if fmt != "chat" else []), ensure_ascii=False,
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -64,6 +66,9 @@ def read_pairs(path: str | Path) -> list[Stage]:
             raise InputError("the last message must be from the user", path=path, line=line, field="messages")
         chosen = require(rec, "chosen", str, path=path, line=line, nonempty=True)
         rejected = require(rec, "rejected", str, path=path, line=line, nonempty=True)
+        fmt = rec.get("format", "chat")
+        if fmt not in ("chat", "plain"):
+            raise InputError(f"must be 'chat' or 'plain', got {fmt!r}"[:200], path=path, line=line, field="format")
         label = require(rec, "stage", str, path=path, line=line, nonempty=True)
         index = require(rec, "stage_index", int, path=path, line=line)
         if index < 0:
@@ -72,10 +77,14 @@ def read_pairs(path: str | Path) -> list[Stage]:
         if stage.label != label:
             raise InputError(f"stage_index {index} is '{stage.label}' elsewhere in the file but '{label}' here",
                              path=path, line=line, field="stage")
+        key = pair_key(msgs, chosen, rejected, fmt)
         stage.pairs.append({"id": str(rec["id"]), "messages": msgs, "chosen": chosen, "rejected": rejected,
-                            "pair_key": pair_key(msgs, chosen, rejected)})
+                            "format": fmt, "pair_key": key})
     if n == 0:
         raise InputError("holds no pairs", path=path)
+    formats = {p["format"] for s in by_index.values() for p in s.pairs}
+    if len(formats) > 1:
+        raise InputError("mixes chat and plain-text pairs; train them separately", path=path, field="format")
     stages = [by_index[i] for i in sorted(by_index)]
     expected = list(range(len(stages)))
     if [s.index for s in stages] != expected:
@@ -91,7 +100,10 @@ def read_pairs(path: str | Path) -> list[Stage]:
 
 
 def to_rows(stage: Stage) -> list[dict]:
-    """TRL's conversational preference format; TRL applies the chat template itself."""
-    return [{"prompt": p["messages"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
+    """TRL's conversational preference format (TRL applies the chat template), or its standard
+    text format for plain-text continuation pairs."""
+    return [{"prompt": p["messages"][-1]["content"], "chosen": p["chosen"], "rejected": p["rejected"],
+             "pair_key": p["pair_key"]} if p.get("format") == "plain" else
+            {"prompt": p["messages"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
              "rejected": [{"role": "assistant", "content": p["rejected"]}], "pair_key": p["pair_key"]}
             for p in stage.pairs]

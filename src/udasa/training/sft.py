@@ -28,8 +28,10 @@ def best_of_n_rows(scores_path: str | Path, score_key: str = "u") -> list[dict]:
         if not cands:
             continue
         _, best = min(cands)
-        rows.append({"id": rec["id"], "prompt": rec["messages"],
-                     "completion": [{"role": "assistant", "content": rec["responses"][best]}],
+        plain = rec.get("format") == "plain"
+        rows.append({"id": rec["id"], "prompt": rec["prompt"] if plain else rec["messages"],
+                     "completion": rec["responses"][best] if plain else
+                     [{"role": "assistant", "content": rec["responses"][best]}],
                      "index": best, "score": scores[best]})
     if not rows:
         raise InputError("no prompt has a non-empty response to imitate", path=str(scores_path))

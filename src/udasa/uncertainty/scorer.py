@@ -15,7 +15,7 @@ from udasa.uncertainty.config import AXES, ScoreConfig
 from udasa.uncertainty.estimators import build_estimators, compute_stats, embed_spec, get_embedder
 from udasa.uncertainty.specs import load_spec
 
-PASS_THROUGH = ("model", "model_fingerprint", "sampling", "sources")
+PASS_THROUGH = ("model", "model_fingerprint", "sampling", "sources", "format")
 
 
 def check_sample(rec: dict, *, path: str, line: int, model: str | None = None) -> dict:
@@ -113,8 +113,9 @@ class Scorer:
         })
         for k in PASS_THROUGH:
             out[k] = rec.get(k)
-        if rec.get("sources") is None:
-            out.pop("sources")
+        for k in ("sources", "format"):
+            if out[k] is None:
+                out.pop(k)
         out["scoring"] = self.cfg.settings()
         return out
 

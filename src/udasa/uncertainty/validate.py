@@ -47,7 +47,7 @@ def load_items(data: str, offset: int = 0, limit: int | None = None) -> list[dic
     return items[offset:end]
 
 
-def collect_items(items: list[dict], out: str | os.PathLike, *, policy=None, cfg=None, batch_prompts: int = 8,
+def collect_items(items: list[dict], out: str | os.PathLike, *, policy=None, cfg=None, batch_prompts: int = 16,
                   progress: bool = True) -> Path:
     """Sample ``cfg.n`` responses per item and append them with the human candidates to ``out`` (resumable)."""
     from tqdm.auto import tqdm
