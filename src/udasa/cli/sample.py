@@ -21,7 +21,7 @@ def sample(
     max_new_tokens: int = typer.Option(128, help="Generation budget per response."),
     temperature: float = typer.Option(1.0, help="Sampling temperature (0 = greedy)."),
     top_p: float = typer.Option(0.95, help="Nucleus sampling mass."),
-    batch_size: int = typer.Option(32, help="Sequences per forward pass."),
+    batch_size: int = typer.Option(64, help="Sequences per forward pass (larger batches use the CPU better)."),
     seed: int = typer.Option(0, help="Base seed; each (prompt, sample) derives its own."),
     backend: str = typer.Option("hf", help="'hf' (transformers) or 'vllm' (optional extra, GPU)."),
     system_prompt: Optional[str] = typer.Option(None, help="System message before every prompt."),

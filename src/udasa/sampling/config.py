@@ -33,7 +33,7 @@ class SampleConfig:
     max_new_tokens: int = 128
     temperature: float = 1.0
     top_p: float = 0.95
-    batch_size: int = 32
+    batch_size: int = 64
     seed: int = 0
     max_prompt_tokens: int | None = None
     system_prompt: str | None = None
