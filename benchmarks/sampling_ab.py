@@ -33,6 +33,7 @@ def load_old(commit: str):
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("old_generate", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["old_generate"] = mod  # its dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
 
