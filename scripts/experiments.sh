@@ -8,4 +8,4 @@ recipe=${1:-recipes/cpu-full.yaml}
 shift || true
 .venv/bin/udasa run "$recipe" "$@"
 name=$(.venv/bin/python -c "import sys; from udasa.recipe import load_recipe; print(load_recipe(sys.argv[1]).out_dir)" "$recipe")
-.venv/bin/python scripts/results_section.py "$name" "bash scripts/experiments.sh $recipe $*"
+.venv/bin/python scripts/results_section.py "$name" "$(echo "bash scripts/experiments.sh $recipe $*" | sed "s/ *$//")"
