@@ -22,7 +22,9 @@ An unknown key or a wrong type is an error naming the file, line and key; `udasa
 validates without running. The resolved config is saved as `<out>/recipe.resolved.json`.
 
 Shipped recipes: `recipes/demo.yaml` (the README's main job, ~15 min on 2 CPU cores),
-`recipes/cpu-full.yaml` (the CPU experiment with every baseline, hours), `recipes/gpu-*.yaml`
+`recipes/cpu-small.yaml` and `recipes/cpu-full.yaml` (the CPU experiments against the baselines,
+about 1 and 2 hours), `recipes/cpu-sentiment.yaml` (controlled sentiment on IMDb openings, plain-text
+prompts, `positive-sentiment` spec, about 30 min), `recipes/gpu-*.yaml`
 (7B-class models with vLLM sampling and DeepSpeed training; documented, not run in CI),
 `recipes/tiny.yaml` (the pipeline on a tiny random model, for tests).
 
