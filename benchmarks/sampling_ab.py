@@ -38,6 +38,15 @@ def load_old(commit: str):
     return mod
 
 
+def decode_inputs(pol, n_prompts: int, n: int, max_new_tokens: int) -> tuple[list[list[int]], dict]:
+    """Token ids of the first Self-Instruct seed prompts and the `generate` arguments both scripts use."""
+    prompts = load_prompts("self-instruct-seed")[:n_prompts]
+    ids = [chat_token_ids(pol.tokenizer, [{"role": "user", "content": p["prompt"]}]) for p in prompts]
+    kw = dict(n=n, max_new_tokens=max_new_tokens, temperature=1.0, top_p=0.95, stop_ids=pol.stop_ids,
+              pad_id=pol.tokenizer.pad_token_id, seeds=[[i * 100 + j for j in range(n)] for i in range(len(ids))])
+    return ids, kw
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--old", required=True, help="git commit of the old sampler")
@@ -50,10 +59,8 @@ def main():
     torch.set_num_threads(a.threads)
     old = load_old(a.old)
     pol = Policy("smollm2-135m-instruct")
-    prompts = load_prompts("self-instruct-seed")[: a.prompts]
-    ids = sorted((chat_token_ids(pol.tokenizer, [{"role": "user", "content": p["prompt"]}]) for p in prompts), key=len)
-    kw = dict(n=a.n, max_new_tokens=a.max_new_tokens, temperature=1.0, top_p=0.95, stop_ids=pol.stop_ids,
-              pad_id=pol.tokenizer.pad_token_id, seeds=[[i * 100 + j for j in range(a.n)] for i in range(len(ids))])
+    ids, kw = decode_inputs(pol, a.prompts, a.n, a.max_new_tokens)
+    ids = sorted(ids, key=len)  # the old sampler padded every prompt to the longest
     setting = machine()
     speed, outs = {"old": [], "new": []}, {}
     for _ in range(a.rounds):

@@ -15,12 +15,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
-from sampling_ab import load_old  # noqa: E402
+from sampling_ab import decode_inputs, load_old  # noqa: E402
 
 import udasa.sampling.generate as new_generate  # noqa: E402
-from udasa.data import load_prompts  # noqa: E402
 from udasa.sampling import Policy  # noqa: E402
-from udasa.sampling.sampler import chat_token_ids  # noqa: E402
 
 
 def main():
@@ -35,10 +33,7 @@ def main():
     torch.set_num_threads(a.threads)
     mod = load_old(a.old) if a.old else new_generate
     pol = Policy("smollm2-135m-instruct")
-    prompts = load_prompts("self-instruct-seed")[: a.prompts]
-    ids = [chat_token_ids(pol.tokenizer, [{"role": "user", "content": p["prompt"]}]) for p in prompts]
-    kw = dict(n=a.n, max_new_tokens=a.max_new_tokens, temperature=1.0, top_p=0.95, stop_ids=pol.stop_ids,
-              pad_id=pol.tokenizer.pad_token_id, seeds=[[i * 100 + j for j in range(a.n)] for i in range(len(ids))])
+    ids, kw = decode_inputs(pol, a.prompts, a.n, a.max_new_tokens)
     print(f"python benchmarks/sampling_profile.py {' '.join(sys.argv[1:])} ({machine()})")
     start = time.perf_counter()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:

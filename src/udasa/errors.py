@@ -19,3 +19,10 @@ class InputError(ValueError):
             where = f"field '{field}': "
         super().__init__(where + message)
         self.path, self.line, self.field = path, line, field
+
+
+def check_fields(config, checks: list[tuple[bool, str, str]]) -> None:
+    """Raise `InputError` for the first ``(ok, field, message)`` check of ``config`` that failed."""
+    for ok, name, msg in checks:
+        if not ok:
+            raise InputError(f"{msg} (got {getattr(config, name)!r})", field=name)

@@ -80,6 +80,15 @@ def require(rec: dict, field: str, types: type | tuple[type, ...], *, path: str,
     return value
 
 
+def prompt_format(rec: dict, *, path: str, line: int) -> str:
+    """A record's prompt format: "chat" (the default: a dialogue sent through the chat template) or
+    "plain" (a text the model continues as is); anything else raises `InputError`."""
+    fmt = rec.get("format", "chat")
+    if fmt not in ("chat", "plain"):
+        raise InputError(f"must be 'chat' or 'plain', got {fmt!r}"[:200], path=path, line=line, field="format")
+    return fmt
+
+
 def _tname(types) -> str:
     if isinstance(types, tuple):
         return " or ".join(t.__name__ for t in types)

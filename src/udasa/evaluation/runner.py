@@ -189,10 +189,8 @@ def generate_batch(policy, items: list[dict], spec: TaskSpec, cfg: EvalConfig) -
     dec = decoding(spec, cfg)
     scfg = SampleConfig(model=policy.name, n=1, max_new_tokens=dec["max_new_tokens"], temperature=dec["temperature"],
                         top_p=1.0, seed=cfg.seed)
-    if spec.format == "chat":
-        ctx = [policy.encode(it.get("messages") or [{"role": "user", "content": it["prompt"]}], scfg) for it in items]
-    else:
-        ctx = [policy.tokenizer(it["prompt"], add_special_tokens=False)["input_ids"] for it in items]
+    ctx = [policy.encode(it.get("messages") or [{"role": "user", "content": it["prompt"]}], scfg,
+                         plain=spec.format == "plain") for it in items]
     gens = generate(policy.model, ctx, n=1, max_new_tokens=scfg.max_new_tokens, temperature=scfg.temperature,
                     top_p=1.0, stop_ids=policy.stop_ids, pad_id=policy.tokenizer.pad_token_id,
                     seeds=[[sample_seed(cfg.seed, it["id"], 0)] for it in items])

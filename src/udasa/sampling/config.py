@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from udasa.errors import InputError
+from udasa.errors import check_fields
 from udasa.models import DEFAULT_POLICY
 
 
@@ -51,9 +51,7 @@ class SampleConfig:
             (self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens", "must be >= 1"),
             (self.backend in ("hf", "vllm"), "backend", "must be 'hf' or 'vllm'"),
         ]
-        for ok, name, msg in checks:
-            if not ok:
-                raise InputError(f"{msg} (got {getattr(self, name)!r})", field=name)
+        check_fields(self, checks)
 
     def settings(self) -> dict:
         """The fields that change what is sampled (recorded in every output record)."""

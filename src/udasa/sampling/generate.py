@@ -124,16 +124,11 @@ def _preallocated_cache(model, capacity: int):
     return cache
 
 
-def _prefill(model, prompt_ids: list[list[int]], n: int, capacity: int, device):
+def _prefill_each(model, cache, prompt_ids: list[list[int]], n: int, device) -> torch.Tensor:
     """Run each prompt alone (no compute spent on padding) and copy its keys/values into the
-    left-padded rows of its ``n`` samples. Returns ``(cache, last logits per row)``, or None when
-    the model has cache layers this does not handle (then the caller prefills a padded batch).
-    """
+    left-padded rows of its ``n`` samples in ``cache``. Returns the last logits of every row."""
     from transformers import DynamicCache
 
-    cache = _preallocated_cache(model, capacity)
-    if not cache.layers or not all(isinstance(layer, _PreallocatedLayer) for layer in cache.layers):
-        return None
     width = max(len(p) for p in prompt_ids)
     logits = []
     for i, p in enumerate(prompt_ids):
@@ -147,7 +142,21 @@ def _prefill(model, prompt_ids: list[list[int]], n: int, capacity: int, device):
             dst.write_rows(slice(i * n, (i + 1) * n), width - len(p), src.keys, src.values)
     for layer in cache.layers:
         layer.set_length(width)
-    return cache, torch.stack(logits).repeat_interleave(n, dim=0)
+    return torch.stack(logits).repeat_interleave(n, dim=0)
+
+
+def _prefill_padded(model, cache, prompt_ids: list[list[int]], n: int, attn: torch.Tensor, pad_id: int
+                    ) -> torch.Tensor:
+    """One left-padded batch through the model, its cache then repeated ``n`` times (for cache layers
+    `_prefill_each` cannot fill, e.g. sliding-window ones). Returns the last logits of every row."""
+    input_ids = torch.full(attn.shape, pad_id, dtype=torch.long)
+    for i, p in enumerate(prompt_ids):
+        input_ids[i, attn.shape[1] - len(p):] = torch.tensor(p, dtype=torch.long)
+    pos = (attn.cumsum(-1) - 1).clamp_(min=0)
+    out = model(input_ids=input_ids.to(attn.device), attention_mask=attn, position_ids=pos, cache=cache,
+                use_cache=True, logits_to_keep=1)
+    cache.batch_repeat_interleave(n)
+    return out.logits[:, -1, :].repeat_interleave(n, dim=0)
 
 
 @torch.inference_mode()
@@ -161,26 +170,16 @@ def generate(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int,
     """
     device = next(model.parameters()).device
     width = max(len(p) for p in prompt_ids)
-    input_ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
     attn = torch.zeros((len(prompt_ids), width), dtype=torch.long)
     for i, p in enumerate(prompt_ids):
-        input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
         attn[i, width - len(p):] = 1
-    input_ids, attn = input_ids.to(device), attn.to(device)
-    prefilled = _prefill(model, prompt_ids, n, width + max_new_tokens, device)
-    if prefilled is not None:
-        cache, logits = prefilled
-        attn = attn.repeat_interleave(n, dim=0)
+    attn = attn.to(device)
+    cache = _preallocated_cache(model, width + max_new_tokens)
+    if cache.layers and all(isinstance(layer, _PreallocatedLayer) for layer in cache.layers):
+        logits = _prefill_each(model, cache, prompt_ids, n, device)
     else:
-        pos = (attn.cumsum(-1) - 1).clamp_(min=0)
-        cache = _preallocated_cache(model, width + max_new_tokens)
-        out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, cache=cache,
-                    use_cache=True, logits_to_keep=1)
-        logits = out.logits[:, -1, :]
-        if n > 1:
-            cache.batch_repeat_interleave(n)
-            logits = logits.repeat_interleave(n, dim=0)
-            attn = attn.repeat_interleave(n, dim=0)
+        logits = _prefill_padded(model, cache, prompt_ids, n, attn, pad_id)
+    attn = attn.repeat_interleave(n, dim=0)
     next_pos = attn.sum(-1)  # position of the next token in each row
 
     rows = len(prompt_ids) * n

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 from udasa.errors import InputError
-from udasa.io import iter_jsonl, require
+from udasa.io import iter_jsonl, prompt_format, require
 
 ROLES = ("system", "user", "assistant")
 
@@ -44,9 +44,7 @@ def normalize_prompt(rec: dict, *, path: str, line: int) -> dict:
     else:
         raise InputError("missing (a prompt record needs 'prompt' or 'messages')", path=path, line=line,
                          field="prompt")
-    fmt = rec.get("format", "chat")
-    if fmt not in ("chat", "plain"):
-        raise InputError(f"must be 'chat' or 'plain', got {fmt!r}"[:200], path=path, line=line, field="format")
+    fmt = prompt_format(rec, path=path, line=line)
     if fmt == "plain" and len(messages) != 1:
         raise InputError("a plain-text prompt is one text, not a dialogue", path=path, line=line, field="format")
     out = {"id": str(pid), "prompt": prompt, "messages": messages}

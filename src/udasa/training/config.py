@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from udasa.errors import InputError
+from udasa.errors import InputError, check_fields
 from udasa.models import DEFAULT_POLICY
 
 REFERENCES = ("initial", "previous")
@@ -105,9 +105,7 @@ class TrainConfig:
             (bool(self.lora_target_modules), "lora_target_modules", "must name at least one module"),
             (self.precompute_batch_size >= 1, "precompute_batch_size", "must be >= 1"),
         ]
-        for ok, name, msg in checks:
-            if not ok:
-                raise InputError(f"{msg} (got {getattr(self, name)!r})", field=name)
+        check_fields(self, checks)
         self.model = str(self.model)
         if isinstance(self.loss_type, str):
             self.loss_type = [self.loss_type]

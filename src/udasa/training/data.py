@@ -8,7 +8,7 @@ from pathlib import Path
 
 from udasa.curriculum import STAGES
 from udasa.errors import InputError
-from udasa.io import iter_jsonl, require
+from udasa.io import iter_jsonl, prompt_format, require
 
 
 @dataclass
@@ -66,9 +66,7 @@ def read_pairs(path: str | Path) -> list[Stage]:
             raise InputError("the last message must be from the user", path=path, line=line, field="messages")
         chosen = require(rec, "chosen", str, path=path, line=line, nonempty=True)
         rejected = require(rec, "rejected", str, path=path, line=line, nonempty=True)
-        fmt = rec.get("format", "chat")
-        if fmt not in ("chat", "plain"):
-            raise InputError(f"must be 'chat' or 'plain', got {fmt!r}"[:200], path=path, line=line, field="format")
+        fmt = prompt_format(rec, path=path, line=line)
         label = require(rec, "stage", str, path=path, line=line, nonempty=True)
         index = require(rec, "stage_index", int, path=path, line=line)
         if index < 0:
@@ -102,8 +100,12 @@ def read_pairs(path: str | Path) -> list[Stage]:
 def to_rows(stage: Stage) -> list[dict]:
     """TRL's conversational preference format (TRL applies the chat template), or its standard
     text format for plain-text continuation pairs."""
-    return [{"prompt": p["messages"][-1]["content"], "chosen": p["chosen"], "rejected": p["rejected"],
-             "pair_key": p["pair_key"]} if p.get("format") == "plain" else
-            {"prompt": p["messages"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
-             "rejected": [{"role": "assistant", "content": p["rejected"]}], "pair_key": p["pair_key"]}
-            for p in stage.pairs]
+    return [_row(p) for p in stage.pairs]
+
+
+def _row(p: dict) -> dict:
+    if p["format"] == "plain":
+        return {"prompt": p["messages"][-1]["content"], "chosen": p["chosen"], "rejected": p["rejected"],
+                "pair_key": p["pair_key"]}
+    return {"prompt": p["messages"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
+            "rejected": [{"role": "assistant", "content": p["rejected"]}], "pair_key": p["pair_key"]}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from udasa.errors import InputError
+from udasa.errors import InputError, check_fields
 from udasa.models import DEFAULT_EMBEDDER
 
 AXES = ("semantic", "factual", "value")
@@ -89,9 +89,7 @@ class ScoreConfig:
             (self.embed_batch_size >= 1, "embed_batch_size", "must be >= 1"),
             (self.judge_batch_size >= 1, "judge_batch_size", "must be >= 1"),
         ]
-        for ok, name, msg in checks:
-            if not ok:
-                raise InputError(f"{msg} (got {getattr(self, name)!r})", field=name)
+        check_fields(self, checks)
 
     def settings(self) -> dict:
         """The fields that change the scores (recorded in every output record)."""
