@@ -17,7 +17,7 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))
 from common import machine, matmul_flops, write_section  # noqa: E402
 
 from udasa.data import load_prompts  # noqa: E402
-from udasa.sampling import Policy, SampleConfig  # noqa: E402
+from udasa.sampling import Policy, SampleConfig, respond  # noqa: E402
 
 
 def batched(policy, prompts, cfg):
@@ -37,7 +37,7 @@ def batched(policy, prompts, cfg):
 
 def naive(policy, prompts, cfg):
     """What a first script would do: model.generate per prompt and sample, scores kept for log-probs."""
-    from udasa.sampling.sampler import chat_token_ids
+    from udasa.policy import chat_token_ids
 
     tok, model = policy.tokenizer, policy.model
     start, tokens = time.perf_counter(), 0
@@ -71,7 +71,7 @@ def main():
     params = sum(p.numel() for p in policy.model.parameters())
     prompts = load_prompts("self-instruct-seed")[: a.prompts]
     cfg = SampleConfig(model=a.model, n=a.n, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size)
-    policy.respond(prompts[:1], SampleConfig(model=a.model, n=1, max_new_tokens=4))  # warm-up
+    respond(policy, prompts[:1], SampleConfig(model=a.model, n=1, max_new_tokens=4))  # warm-up
     flops = matmul_flops()
     bt, bs = batched(policy, prompts, cfg)
     nt, ns = naive(policy, prompts[: a.naive_prompts], cfg)

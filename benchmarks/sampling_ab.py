@@ -23,7 +23,7 @@ from common import machine  # noqa: E402
 import udasa.sampling.generate as new_generate  # noqa: E402
 from udasa.data import load_prompts  # noqa: E402
 from udasa.sampling import Policy  # noqa: E402
-from udasa.sampling.sampler import chat_token_ids  # noqa: E402
+from udasa.policy import chat_token_ids  # noqa: E402
 
 
 def load_old(commit: str):

@@ -3,8 +3,10 @@
     python benchmarks/scoring.py [--prompts 16 --n 4 --max-new-tokens 64 --threads 1 --write]
 
 Samples ``--prompts`` HH-helpful prompts ``--n`` times with the policy, then scores them with
-the default scorer (MiniLM embeddings of prompt+response, response and every sentence); reports
-both wall times and their ratio. Model loading is timed apart and excluded from both.
+the embedding scorer (MiniLM embeddings of prompt+response, response and every sentence) and,
+apart, with the contrastive estimator (the policy's teacher-forced log-probs of every response
+under each principle's two instructions, the prompt run once per instruction and shared by its
+n responses); reports the wall times and their ratio to sampling. Model loading is excluded.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))
 from common import machine, write_section  # noqa: E402
 
 from udasa.data import load_prompts  # noqa: E402
-from udasa.sampling import Policy, SampleConfig  # noqa: E402
+from udasa.sampling import Policy, SampleConfig, respond  # noqa: E402
 from udasa.uncertainty import ScoreConfig, Scorer  # noqa: E402
 
 
@@ -48,7 +50,7 @@ def main():
     per = max(1, cfg.batch_size // cfg.n)
     records = []
     for i in range(0, len(prompts), per):
-        records += policy.respond(prompts[i:i + per], cfg)
+        records += respond(policy, prompts[i:i + per], cfg)
     sample_s = time.perf_counter() - t0
     tokens = sum(sum(r["num_tokens"]) for r in records)
 
@@ -56,6 +58,13 @@ def main():
     scored = scorer.score_records(records)
     score_s = time.perf_counter() - t0
     sentences = sum(len(s) for r in scored for s in r["responses"] if s)  # characters, for scale
+
+    from udasa.uncertainty.contrast import ContrastiveJudge
+    judge = ContrastiveJudge(policy, scorer.spec)
+    t0 = time.perf_counter()
+    judge.margins(records)
+    contrast_s = time.perf_counter() - t0
+    k = len(scorer.spec.principles)
 
     cmd = (f"python benchmarks/scoring.py --prompts {a.prompts} --n {a.n} --max-new-tokens {a.max_new_tokens} "
            f"--threads {a.threads} --write")
@@ -66,7 +75,9 @@ def main():
 |---|---|---|
 | sampling {a.prompts} prompts x {a.n} ({tokens} tokens, SmolLM2-135M) | {sample_s:.1f} s | {sample_s / a.prompts:.2f} s |
 | scoring the same {a.prompts * a.n} responses (3 axes, MiniLM, no judge) | {score_s:.1f} s | {score_s / a.prompts:.3f} s |
-| **scoring / sampling** | **{100 * score_s / sample_s:.1f}%** | |
+| **embedding scoring / sampling** | **{100 * score_s / sample_s:.1f}%** | |
+| contrastive estimator on the same responses ({k} principles x 2 instructions, teacher-forced) | {contrast_s:.1f} s | {contrast_s / a.prompts:.3f} s |
+| **contrastive estimator / sampling** | **{100 * contrast_s / sample_s:.1f}%** | |
 
 Model loading ({load_s:.1f} s for policy + embedder + spec embeddings) is excluded from both. Scoring
 embeds each response twice (with and without the prompt) and each of its sentences once

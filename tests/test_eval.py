@@ -103,8 +103,12 @@ def test_eval_runs_resumes_and_records(tiny_policy, tiny_model_path, tmp_path, f
         recs = [json.loads(x) for x in (out / f"generations-{task}.jsonl").read_text().splitlines()]
         assert len(recs) == 2 and all("scores" in r and r["model_fingerprint"] for r in recs)
         for name, s in t["metrics"].items():
-            assert s["n"] == 2 and s["ci_low"] <= s["mean"] <= s["ci_high"]
-            assert s["mean"] == pytest.approx(np.mean([r["scores"][name] for r in recs]), abs=1e-6)
+            defined = [r["scores"][name] for r in recs if r["scores"][name] is not None]
+            assert s["n"] == len(defined)  # degeneration metrics are undefined on replies under 3 words
+            assert s["n"] == 2 or name in ("distinct_2", "repetition")
+            if defined:
+                assert s["ci_low"] <= s["mean"] <= s["ci_high"]
+                assert s["mean"] == pytest.approx(np.mean(defined), abs=1e-6)
     # the model is its own reference: KL is ~0 and the win rate against itself is exactly 0.5
     assert abs(m["tasks"]["sentiment"]["metrics"]["kl"]["mean"]) < 1e-3
     assert m["tasks"]["helpful"]["metrics"]["win_rate"]["mean"] == 0.5
@@ -144,3 +148,48 @@ def test_config_validation():
         runner.EvalConfig(limit=0)
     with pytest.raises(InputError, match="baseline"):
         runner.EvalConfig(baseline="/nonexistent/folder")
+
+
+def test_task_sizes_are_per_task_and_limits_never_silently_capped():
+    items = [{"id": f"i{k}"} for k in range(50)]
+    assert len(runner.select_items(items, 40, full=False, limit=None, task="t")) == 40
+    with pytest.raises(InputError, match=r"limit 20 is more than the 10 items of t's subset; raise its size"):
+        runner.select_items(items, 10, full=False, limit=20, task="t")
+    with pytest.raises(InputError, match="t has 50 items; a size of 60"):
+        runner.select_items(items, 60, full=False, limit=None, task="t")
+    assert runner.EvalConfig(sizes={"sentiment": 512}).sizes == {"sentiment": 512}
+    for bad in ({"sentiment": 0}, {"sentiment": "many"}, {"sentiment": True}):
+        with pytest.raises(InputError, match="sizes.sentiment"):
+            runner.EvalConfig(sizes=bad)
+
+
+def test_tasks_declare_their_needs_and_headline_metrics(tmp_path):
+    assert load_task("sentiment").needs == ("reference_model",)
+    assert set(load_task("helpful").needs) == {"reward_models", "baseline_generations", "reference_model"}
+    assert load_task("truthful").needs == () and load_task("truthful").headline == ("mc1", "mc2")
+    dev = load_task("sentiment-dev")
+    assert dev.dataset == "imdb-dev" and dev.metrics == load_task("sentiment").metrics
+    base = ("name: x\nversion: 1\ndataset: d\nkind: generate\nsize: 2\n"
+            "hooks: {items: 'udasa.evaluation.hooks:imdb_items', score: 'udasa.evaluation.hooks:score_sentiment'}\n"
+            "metrics: {m: {higher_is_better: true}}\n")
+    p = tmp_path / "t.yaml"
+    p.write_text(base + "needs: [a_gpu]\n")
+    with pytest.raises(InputError, match="field 'needs'"):
+        load_task(str(p))
+    p.write_text(base + "headline: [not_a_metric]\n")
+    with pytest.raises(InputError, match="field 'headline'"):
+        load_task(str(p))
+
+
+def test_task_hooks_outside_the_package_need_an_explicit_flag(tmp_path, monkeypatch):
+    (tmp_path / "evil_hooks.py").write_text("RAN = []\ndef items():\n    RAN.append(1)\n    return []\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    p = tmp_path / "t.yaml"
+    p.write_text("name: x\nversion: 1\ndataset: d\nkind: generate\nsize: 2\n"
+                 "hooks: {items: 'evil_hooks:items', score: 'evil_hooks:items'}\nmetrics: {m: {higher_is_better: true}}\n")
+    spec = load_task(str(p))
+    with pytest.raises(InputError, match=r"t.yaml: field 'hooks.items': hook 'evil_hooks:items' is outside the udasa"):
+        spec.hook("items")
+    import sys
+    assert "evil_hooks" not in sys.modules  # refused before any import
+    assert spec.hook("items", allow_external=True)() == []

@@ -2,18 +2,19 @@
 import numpy as np
 import pytest
 
+from udasa.data import splits
 from udasa.evaluation import reward_models as rmod
 
 
 def test_hh_split_is_fixed_disjoint_and_proportioned():
-    train, evals, policy = rmod.rm_train_ids(), rmod.evaluator_ids(), rmod.policy_hh_ids()
+    train, evals, policy = splits.rm_train_ids(), splits.evaluator_ids(), splits.policy_hh_ids()
     assert train <= evals and not (evals & policy)
     from udasa.data import hh_rlhf
     all_ids = {r["id"] for s in rmod.SUBSETS for r in hh_rlhf(s)}
     assert evals | policy == all_ids
     n = len(all_ids)
-    assert abs(len(train) / n - 0.6) < 0.04 and abs(len(policy) / n - 0.2) < 0.04
-    assert rmod.hh_split("hh-harmless-0") == rmod.hh_split("hh-harmless-0")  # deterministic
+    assert abs(len(train) / n - 0.4) < 0.04 and abs(len(policy) / n - 0.4) < 0.04
+    assert splits.hh_split("hh-harmless-0") == splits.hh_split("hh-harmless-0")  # deterministic
 
 
 def test_bradley_terry_recovers_a_preference_direction():
@@ -36,6 +37,6 @@ def test_bradley_terry_recovers_a_preference_direction():
 
 def test_reward_model_scores_with_given_features(monkeypatch):
     w = np.array([1.0, 0.0, 2.0, 0.0], dtype=np.float32)
-    monkeypatch.setattr(rmod, "features", lambda p, r, e=None: np.array([[1, 0, 1, 0], [0, 0, 0, 5]], np.float32))
+    monkeypatch.setattr(rmod, "features", lambda p, r, e=None, **kw: np.array([[1, 0, 1, 0], [0, 0, 0, 5]], np.float32))
     assert rmod.RewardModel("x", w, {}).score(["p", "q"], ["a", "b"]) == [3.0, 0.0]
     assert rmod.RewardModel("x", w, {}).score([], []) == []

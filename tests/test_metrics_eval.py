@@ -89,3 +89,14 @@ def test_paired_difference_uses_only_shared_ids():
 def test_vader_signs():
     pos, neg = vader_compound(["A wonderful, moving film. I loved it.", "Awful, boring and terrible."])
     assert pos > 0.5 and neg < -0.5
+
+
+def test_degeneration_metrics_catch_loops_and_ignore_short_texts():
+    from udasa.evaluation.metrics import degeneration, distinct_n, repetition_rate
+
+    assert distinct_n("the film was good and the acting was fine", 2) == 1.0
+    assert distinct_n("great great great great great", 2) == pytest.approx(1 / 4)
+    assert repetition_rate("a b c a b c a b c", 3) == pytest.approx(4 / 7)
+    assert repetition_rate("one two three four", 3) == 0.0
+    assert distinct_n("hi", 2) is None and repetition_rate("hi there", 3) is None
+    assert degeneration("so so so so so so") == {"distinct_2": 0.2, "repetition": 0.75}

@@ -118,3 +118,25 @@ def test_cli_pairs_prints_stage_counts(tmp_path):
     res = CliRunner().invoke(app, ["pairs", "--scores", str(scores), "--out", str(out), "--split", "threshold",
                                    "--thresholds", "0.2"])
     assert res.exit_code != 0 and "thresholds" in str(res.exception or res.output)
+
+
+def test_random_pairs_are_distinct_seeded_and_keep_their_delta_u(tmp_path):
+    recs = [_rec(i, [f"a{i}", f"b{i}", f"c{i}", f"d{i}"], [0.1, 0.4, 0.2, 0.9]) for i in range(40)]
+    recs.append(_rec(40, ["same", "same", " same "], [0.1, 0.5, 0.9]))  # no two distinct texts
+    scores = _write(tmp_path / "scores.jsonl", recs)
+    cfg = PairConfig(selection="random", curriculum={"curriculum": "none"}, seed=3)
+    summary = build_pairs(scores, tmp_path / "r.jsonl", cfg)
+    pairs = [r for _, r in read_jsonl(tmp_path / "r.jsonl")]
+    assert summary["pairs"] == 40 and summary["dropped"]["identical_text"] == 1
+    assert all(p["selection"] == "random" and p["chosen"] != p["rejected"] for p in pairs)
+    u = [0.1, 0.4, 0.2, 0.9]
+    for p in pairs:  # Δu recorded as it is: negative when the random "chosen" scored worse
+        assert p["delta_u"] == pytest.approx(u[p["rejected_index"]] - u[p["chosen_index"]])
+    assert any(p["delta_u"] < 0 for p in pairs) and any(p["delta_u"] > 0 for p in pairs)
+    assert len({(p["chosen_index"], p["rejected_index"]) for p in pairs}) > 4  # not one fixed pattern
+    again = build_pairs(scores, tmp_path / "r2.jsonl", cfg)
+    assert (tmp_path / "r2.jsonl").read_text() == (tmp_path / "r.jsonl").read_text() and again["pairs"] == 40
+    build_pairs(scores, tmp_path / "r3.jsonl", PairConfig(selection="random", curriculum={"curriculum": "none"}))
+    assert (tmp_path / "r3.jsonl").read_text() != (tmp_path / "r.jsonl").read_text()  # another seed, other pairs
+    with pytest.raises(InputError, match="selection"):
+        PairConfig(selection="best")

@@ -59,8 +59,15 @@ def test_recipes_cannot_execute_code(tmp_path):
         load_recipe(p)
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "cpu-small.yaml", "cpu-full.yaml", "cpu-sentiment.yaml",
-                                  "gpu-7b-deepspeed.yaml", "gpu-7b-fsdp.yaml"])
+SHIPPED = ["demo.yaml", "cpu-small.yaml", "cpu-full.yaml", "cpu-sentiment.yaml", "sentiment.yaml", "harmless.yaml",
+           "gpu-7b-deepspeed.yaml", "gpu-7b-fsdp.yaml", "tiny.yaml"]
+
+
+def test_every_recipe_file_is_checked_here():
+    assert sorted(p.name for p in (ROOT / "recipes").glob("*.yaml")) == sorted(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_recipes_validate(name):
     if not (ROOT / "recipes" / name).exists():
         pytest.fail(f"recipes/{name} is missing")
@@ -79,7 +86,8 @@ def test_recipe_docs_are_complete_and_current():
 
 
 def test_training_prompts_never_include_evaluation_prompts():
-    from udasa.pipeline import collect_prompts, training_eval_overlap
+    from udasa.data.splits import training_eval_overlap
+    from udasa.pipeline import collect_prompts
 
     r = load_recipe(ROOT / "recipes" / "cpu-full.yaml")
     rows = collect_prompts(r)

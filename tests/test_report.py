@@ -43,7 +43,7 @@ def test_report_tables_differences_and_plots(tmp_path):
     assert "+0.500 [" in row
     assert "| kl ↓ |" in text and "+2.000 [+2.000, +2.000]" in text
     assert "harmless_rm" in text and "0.610 [" in text
-    for png in ("harmless.png", "sentiment.png", "reward_vs_kl.png"):
+    for png in ("harmless.png", "sentiment.png", "reward_vs_kl-sentiment.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000 and f"]({png})" in text
 
 

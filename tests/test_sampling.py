@@ -10,8 +10,8 @@ import torch
 
 from udasa.errors import InputError
 from udasa.io import iter_jsonl
-from udasa.sampling import Policy, SampleConfig, read_prompts, sample
-from udasa.sampling.generate import generate, pick_tokens, sample_seed
+from udasa.sampling import Policy, SampleConfig, read_prompts, respond, sample
+from udasa.sampling.generate import counter_uniform, generate, pick_tokens, sample_seed
 from udasa.sampling.logprobs import continuation_logprobs
 
 
@@ -72,10 +72,10 @@ def test_logprobs_match_a_teacher_forced_pass(tiny_policy):
 def test_greedy_samples_are_identical_and_top_p_restricts_support():
     logits = torch.tensor([[0.0, 5.0, 1.0, -1.0]] * 3)
     assert pick_tokens(logits, 0.0, 1.0, None).tolist() == [1, 1, 1]
-    gens = [torch.Generator().manual_seed(i) for i in range(200)]
-    picks = pick_tokens(logits.repeat(67, 1)[:200], 1.0, 0.5, gens)
+    u = counter_uniform(torch.arange(200), 0)
+    picks = pick_tokens(logits.repeat(67, 1)[:200], 1.0, 0.5, u)
     assert set(picks.tolist()) == {1}  # token 1 alone holds > 50% of the mass
-    picks = pick_tokens(logits.repeat(67, 1)[:200], 1.0, 1.0, gens)
+    picks = pick_tokens(logits.repeat(67, 1)[:200], 1.0, 1.0, u)
     assert len(set(picks.tolist())) > 1
     assert sample_seed(0, "a", 0) != sample_seed(0, "a", 1) != sample_seed(1, "a", 0)
 
@@ -149,7 +149,7 @@ def test_messages_and_datasets_rows_are_accepted(tiny_policy, tiny_model_path, t
 def test_long_prompts_are_cut_with_a_warning(tiny_policy, tiny_model_path):
     cfg = SampleConfig(model=tiny_model_path, n=1, max_new_tokens=3, max_prompt_tokens=20)
     with pytest.warns(UserWarning, match="cut to its last 20"):
-        recs = tiny_policy.respond([{"id": "a", "prompt": "x", "messages": [{"role": "user", "content": "word " * 50}]}],
+        recs = respond(tiny_policy, [{"id": "a", "prompt": "x", "messages": [{"role": "user", "content": "word " * 50}]}],
                                    cfg)
     assert recs[0]["prompt_tokens"] == 20
 
@@ -222,9 +222,9 @@ def test_candidate_shortcut_draws_exactly_what_a_full_sort_draws():
     flat = torch.randn(6, 1000) * 0.01  # nucleus needs ~950 tokens: full-sort path
     for logits in (peaked, flat):
         for top_p in (0.5, 0.9, 1.0):
-            a = pick_tokens(logits, 1.0, top_p, [torch.Generator().manual_seed(i) for i in range(6)])
-            b = pick_tokens(logits, 1.0, top_p, [torch.Generator().manual_seed(i) for i in range(6)],
-                            candidates=1000)
+            u = counter_uniform(torch.arange(6), 3)
+            a = pick_tokens(logits, 1.0, top_p, u)
+            b = pick_tokens(logits, 1.0, top_p, u, candidates=1000)
             assert a.tolist() == b.tolist()
 
 
@@ -248,9 +248,9 @@ def test_candidate_shortcut_on_a_mixed_batch_matches_a_full_sort():
     vocab = 6000
     logits = torch.cat([torch.randn(3, vocab) * 6, torch.randn(3, vocab) * 1.5, torch.randn(3, vocab) * 0.01])
     for top_p in (0.5, 0.95):
-        gens = lambda: [torch.Generator().manual_seed(100 + i) for i in range(9)]  # noqa: E731
-        mixed = pick_tokens(logits, 1.0, top_p, gens())
-        full = pick_tokens(logits, 1.0, top_p, gens(), candidates=vocab)
+        u = counter_uniform(torch.arange(100, 109), 0)
+        mixed = pick_tokens(logits, 1.0, top_p, u)
+        full = pick_tokens(logits, 1.0, top_p, u, candidates=vocab)
         assert mixed.tolist() == full.tolist()
 
 
@@ -260,7 +260,7 @@ def test_preallocated_cache_gives_the_same_samples_as_a_dynamic_cache(tiny_polic
     import udasa.sampling.generate as G
 
     prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
-    kw = dict(n=3, max_new_tokens=10, temperature=1.0, top_p=0.9, stop_ids={2}, pad_id=0,
+    kw = dict(n=3, max_new_tokens=10, temperature=1.0, top_p=0.9, stop_ids={37}, pad_id=0,
               seeds=[[i * 10 + j for j in range(3)] for i in range(3)])
     fast = G.generate(tiny_policy.model, prompts, **kw)
     monkeypatch.setattr(G, "_preallocated_cache", lambda model, capacity: DynamicCache(config=model.config))
@@ -287,3 +287,31 @@ def test_plain_prompts_are_continued_without_the_chat_template(tiny_policy, tmp_
     bad.write_text('{"id": "x", "prompt": "hi", "format": "poem"}\n')
     with pytest.raises(InputError, match="format"):
         list(read_prompts(str(bad)))
+
+
+def test_counter_uniform_is_a_uniform_pure_function_of_key_and_step():
+    keys = torch.tensor([sample_seed(0, f"p{i}", j) for i in range(500) for j in range(4)])
+    u0 = counter_uniform(keys, 0)
+    assert torch.equal(u0, counter_uniform(keys, 0))
+    assert torch.equal(counter_uniform(keys[7:9], 0), u0[7:9])  # any subset of rows: the same draws
+    assert not torch.equal(u0, counter_uniform(keys, 1))
+    assert float(u0.min()) >= 0 and float(u0.max()) < 1
+    # uniform: each decile holds about a tenth of 2000 draws (binomial sd ~13)
+    counts = torch.histc(u0.float(), bins=10, min=0, max=1)
+    assert all(150 < c < 250 for c in counts.tolist())
+    # known values pin the scheme: a change here changes every sample ever drawn (docs cite them)
+    assert counter_uniform(torch.tensor([0, 1, (1 << 63) - 1]), 5).tolist() == pytest.approx(
+        [0.328082337059486, 0.27857550886291427, 0.46243384884223404], abs=1e-15)
+
+
+def test_shared_prefix_logprobs_equal_one_pass_per_continuation(tiny_policy):
+    from udasa.sampling.logprobs import shared_prefix_logprobs
+
+    tok = tiny_policy.tokenizer
+    ctx = tok("a context shared by every answer")["input_ids"]
+    conts = [tok(t, add_special_tokens=False)["input_ids"] for t in (" yes", " no, not at all", "", " maybe so")]
+    shared = shared_prefix_logprobs(tiny_policy.model, ctx, conts, pad_id=tok.pad_token_id)
+    alone = continuation_logprobs(tiny_policy.model, [ctx] * len(conts), conts, pad_id=tok.pad_token_id)
+    assert [len(x) for x in shared] == [len(c) for c in conts] and shared[2] == []
+    for a, b in zip(shared, alone):
+        assert a == pytest.approx(b, abs=1e-4)

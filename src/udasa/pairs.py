@@ -18,6 +18,7 @@ from udasa.io import atomic_write_json, atomic_write_jsonl, iter_jsonl, require
 
 SCORE_KEYS = ("u", "semantic", "factual", "value")
 REJECTED_RULES = ("highest", "second_lowest", "random_higher")
+SELECTIONS = ("score", "random")
 DROP_REASONS = ("too_few_responses", "identical_text", "empty_response", "delta_below_min")
 
 
@@ -26,6 +27,10 @@ class PairConfig:
     """How pairs are built from a scores file.
 
     Fields:
+        selection: "score" (chosen = the lowest score, rejected by ``rejected``) or "random" (the random-pair
+            baseline: two distinct responses drawn at random per prompt, seeded by ``seed`` and the prompt id;
+            the first is "chosen", Δu is recorded as it is, may be <= 0, and ``min_delta`` does not apply).
+            Random pairs separate what the scorer contributes from what DPO on the policy's own samples does.
         score_key: "u" (the combined score) or one axis, "semantic" / "factual" / "value", read from
             ``normalized[axis]`` (single-axis ablations reuse the same code). Lower = more certain = better.
         rejected: which response is rejected: "highest" (the highest score), "second_lowest", or
@@ -36,6 +41,7 @@ class PairConfig:
         curriculum: how kept pairs are split into stages (see `CurriculumConfig`).
     """
 
+    selection: str = "score"
     score_key: str = "u"
     rejected: str = "highest"
     min_delta: float = 0.0
@@ -43,6 +49,8 @@ class PairConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
     def __post_init__(self):
+        if self.selection not in SELECTIONS:
+            raise InputError(f"must be one of {SELECTIONS} (got {self.selection!r})", field="selection")
         if self.score_key not in SCORE_KEYS:
             raise InputError(f"must be one of {SCORE_KEYS} (got {self.score_key!r})", field="score_key")
         if self.rejected not in REJECTED_RULES:
@@ -69,6 +77,17 @@ def pick_pair(scores: list[float], rule: str, rng: random.Random | None = None) 
     else:
         raise InputError(f"unknown rule {rule!r}", field="rejected")
     return chosen, rejected
+
+
+def random_pair(responses: list[str], rng: random.Random) -> tuple[int, int] | None:
+    """Two indices of distinct (non-empty, different text) responses drawn at random; None if impossible."""
+    idx = [i for i, r in enumerate(responses) if r.strip()]
+    rng.shuffle(idx)
+    for a_pos, a in enumerate(idx):
+        for b in idx[a_pos + 1:]:
+            if responses[a].strip() != responses[b].strip():
+                return a, b
+    return None
 
 
 def prompt_rng(seed: int, prompt_id: str) -> random.Random:
@@ -130,10 +149,17 @@ def build_pairs(scores_path: str | Path, out_path: str | Path, config: PairConfi
     prompts = 0
     for _, rec, messages, responses, scores in read_scores(scores_path, cfg.score_key):
         prompts += 1
-        picked = pick_pair(scores, cfg.rejected, prompt_rng(cfg.seed, rec["id"]))
-        if picked is None:
+        rng = prompt_rng(cfg.seed, rec["id"])
+        if len(responses) < 2:
             dropped["too_few_responses"] += 1
             continue
+        if cfg.selection == "random":
+            picked = random_pair(responses, rng)
+            if picked is None:
+                dropped["identical_text"] += 1
+                continue
+        else:
+            picked = pick_pair(scores, cfg.rejected, rng)
         ci, ri = picked
         chosen, rejected = responses[ci], responses[ri]
         delta = scores[ri] - scores[ci]
@@ -141,7 +167,7 @@ def build_pairs(scores_path: str | Path, out_path: str | Path, config: PairConfi
             reason = "identical_text" if chosen.strip() else "empty_response"
         elif not chosen.strip() or not rejected.strip():
             reason = "empty_response"
-        elif delta <= 0 or delta < cfg.min_delta:
+        elif cfg.selection == "score" and (delta <= 0 or delta < cfg.min_delta):
             reason = "delta_below_min"
         else:
             reason = None
@@ -151,7 +177,8 @@ def build_pairs(scores_path: str | Path, out_path: str | Path, config: PairConfi
         kept.append({"id": rec["id"], "prompt": rec.get("prompt") or messages[-1]["content"], "messages": messages,
                      "chosen": chosen, "rejected": rejected, "chosen_index": ci, "rejected_index": ri,
                      "u_chosen": scores[ci], "u_rejected": scores[ri], "delta_u": round(delta, 6),
-                     "score_key": cfg.score_key, **({"format": "plain"} if rec.get("format") == "plain" else {})})
+                     "score_key": cfg.score_key, **({"format": "plain"} if rec.get("format") == "plain" else {}),
+                     **({"selection": "random"} if cfg.selection == "random" else {})})
     if prompts == 0:
         raise InputError("holds no score records", path=scores_path)
 
@@ -174,7 +201,7 @@ FIELD_ORDER = ("id", "prompt", "messages", "chosen", "rejected", "chosen_index",
 
 
 def _ordered(p: dict) -> dict:
-    return {k: p[k] for k in FIELD_ORDER + ("format",) if k in p}
+    return {k: p[k] for k in FIELD_ORDER + ("format", "selection") if k in p}
 
 
 def stage_summary(pairs: list[dict], curriculum: str) -> list[dict]:

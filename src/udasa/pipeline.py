@@ -13,7 +13,7 @@ import json
 import subprocess
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +27,27 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def config_key(cfg) -> dict:
+    """A stage config's settings that differ from the config class's defaults (nested configs likewise).
+
+    Stage markers hash this instead of every field, so that a udasa release adding a setting (whose
+    default keeps the old behaviour) does not invalidate finished stages; changing any setting does.
+    """
+    return _differing(asdict(cfg), asdict(type(cfg)()))
+
+
+def _differing(now: dict, default: dict) -> dict:
+    out = {}
+    for k, v in now.items():
+        d = default.get(k, _differing)  # the function itself: a sentinel equal to no setting
+        if isinstance(v, dict) and isinstance(d, dict):
+            if sub := _differing(v, d):
+                out[k] = sub
+        elif v != d:
+            out[k] = v
+    return out
+
+
 class Stages:
     """Markers of finished stages in one output folder, and their timings."""
 
@@ -35,8 +56,10 @@ class Stages:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log = log
 
-    def run(self, name: str, key: dict, artifact: Path, fn: Callable[[], object]) -> str:
-        """Run ``fn`` unless stage ``name`` already finished with the same ``key``; returns the stage hash."""
+    def run(self, name: str, key: dict, artifact: Path, fn: Callable[[], object], cfg=None) -> str:
+        """Run ``fn`` unless stage ``name`` already finished with the same ``key``; returns the stage hash.
+
+        ``cfg`` (a stage config with ``device``/``dtype``) records where the stage's models ran."""
         h = _hash(key)
         marker = self.dir / f"{name.replace('/', '__')}.json"
         if marker.exists():
@@ -49,33 +72,41 @@ class Stages:
         self.log(f"[{name}] -> {artifact}")
         start = time.time()
         fn()
-        atomic_write_json(marker, {"hash": h, "seconds": round(time.time() - start, 1), "artifact": str(artifact),
-                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "order": time.time()})
+        record = {"hash": h, "seconds": round(time.time() - start, 1), "artifact": str(artifact),
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "order": time.time()}
+        if cfg is not None:
+            record["config"] = json.loads(json.dumps(asdict(cfg), default=str))
+        if cfg is not None and hasattr(cfg, "device"):
+            from udasa.device import Placement
+            record["placement"] = Placement.of(cfg.device, getattr(cfg, "dtype", "auto")).describe()
+        atomic_write_json(marker, record)
         failpoint("stage.end")
         return h
 
+    def finished(self) -> dict[str, dict]:
+        """The marker of each finished stage (seconds, placement, ...), in the order they finished."""
+        marks = [(json.loads(p.read_text()), p.stem.replace("__", "/")) for p in self.dir.glob("*.json")]
+        return {name: m for m, name in sorted(marks, key=lambda x: x[0].get("order", 0))}
+
     def seconds(self) -> dict[str, float]:
         """Seconds each finished stage took, in the order they finished."""
-        marks = [(json.loads(p.read_text()), p.stem.replace("__", "/")) for p in self.dir.glob("*.json")]
-        return {name: m["seconds"] for m, name in sorted(marks, key=lambda x: x[0].get("order", 0))}
+        return {name: m["seconds"] for name, m in self.finished().items()}
 
 
 def collect_prompts(recipe: Recipe) -> list[dict]:
-    """The training prompts: vendored sets or files, minus anything evaluation or the evaluators use."""
-    from udasa.data import load_prompts
-    from udasa.evaluation import policy_hh_ids
+    """The training prompts: vendored sets (restricted by `udasa.data.splits`) or files, minus anything
+    evaluation or the evaluators read."""
+    from udasa.data.splits import training_eval_overlap, training_prompts
     from udasa.sampling import read_prompts
 
     rows, seen = [], set()
-    for src in recipe.prompts:
+    for i, src in enumerate(recipe.prompts):
         if src.data is not None:
             try:
-                items = load_prompts(src.data)
-            except ValueError as e:
-                raise InputError(str(e), path=recipe.source, field="prompts.data") from None
-            if src.data.startswith("hh-"):
-                allowed = policy_hh_ids()
-                items = [r for r in items if r["id"] in allowed]
+                items = training_prompts(src.data)
+            except (ValueError, InputError) as e:
+                msg = str(e).split(": ", 1)[-1] if isinstance(e, InputError) else str(e)
+                raise InputError(msg, path=recipe.source, field=f"prompts[{i}].data") from None
         else:
             items = list(read_prompts(src.path))
         items = items[src.offset:]
@@ -91,39 +122,17 @@ def collect_prompts(recipe: Recipe) -> list[dict]:
     return [r for r in rows if r["id"] not in overlap]
 
 
-def eval_prompt_texts() -> dict[str, str]:
-    """Every prompt any evaluation task or evaluator reward model reads: normalised text -> id."""
-    from udasa.data import advbench, hh_rlhf, imdb, self_instruct, truthfulqa
-    from udasa.evaluation import evaluator_ids
+@dataclass
+class Trained:
+    """One trained model of a run and where its pieces are, for the evaluation and the report."""
 
-    texts = {}
-    for r in advbench() + self_instruct("user"):
-        texts[_norm(r["prompt"])] = r["id"]
-    for r in truthfulqa():
-        texts[_norm(r["question"])] = r["id"]
-    for r in imdb("test"):
-        texts[_norm(r["text"])] = r["id"]
-    reserved = evaluator_ids()
-    for sub in ("harmless", "helpful"):
-        for r in hh_rlhf(sub):
-            if r["id"] in reserved:
-                texts[_norm(r["prompt"])] = r["id"]
-    return texts
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-def training_eval_overlap(rows: list[dict]) -> set[str]:
-    """Ids of training prompts whose text is an evaluation prompt (or the opening of an IMDb test review)."""
-    texts = eval_prompt_texts()
-    bad = set()
-    for r in rows:
-        t = _norm(r["prompt"])
-        if t in texts or r["id"] in texts.values():
-            bad.add(r["id"])
-    return bad
+    name: str  # "udasa", a baseline's name, or "select-k"
+    group: str  # the family a frontier line connects (a beta sweep of one method)
+    method: str
+    model_dir: Path
+    pairs: Path | None
+    eval_dir: Path | None = None
+    h_train: str = ""
 
 
 def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out: str | Path | None = None,
@@ -149,51 +158,115 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
     from udasa.sampling import sample
     scfg = recipe.stage_config("sample")
     samples = root / "samples.jsonl"
-    h_sample = stages.run("sample", {"in": h_prompts, "cfg": asdict(scfg)}, samples,
-                          lambda: sample(str(prompts), samples, scfg))
+    h_sample = stages.run("sample", {"in": h_prompts, "cfg": config_key(scfg)}, samples,
+                          lambda: sample(str(prompts), samples, scfg), cfg=scfg)
 
     from udasa.uncertainty import score
     ucfg = recipe.stage_config("score")
     scores = root / "scores.jsonl"
-    h_score = stages.run("score", {"in": h_sample, "cfg": asdict(ucfg)}, scores, lambda: score(samples, scores, ucfg))
+    h_score = stages.run("score", {"in": h_sample, "cfg": config_key(ucfg), **({"spec": ucfg.spec_settings()} if ucfg.spec_settings() else {})}, scores, lambda: score(samples, scores, ucfg),
+                         cfg=ucfg)
 
-    evals = []
-    if recipe.eval_base:
+    evals: list[tuple[str, Path]] = []
+    base_eval = root / "eval-base" if recipe.eval_base else None
+    if base_eval is not None:
         # keyed on the model alone: the base evaluation does not depend on the samples
-        evals.append(("base", _evaluate(recipe, stages, "eval-base", recipe.model, root / "eval-base", None,
-                                        recipe.model)))
-    main = _variant(recipe, stages, root, scores, h_score, "udasa", "dpo", {}, {},
-                    baseline=root / "eval-base" if recipe.eval_base else None)
-    evals.append(("udasa", main))
-    for v in recipe.baselines:
-        d = _variant(recipe, stages, root / "variants" / v.name, scores, h_score, v.name, v.method, v.pairs,
-                     v.train, baseline=root / "eval-base" if recipe.eval_base else None)
-        evals.append((v.name, d))
+        evals.append(("base", _evaluate(recipe, stages, "eval-base", recipe.model, base_eval, None, recipe.model)))
+    pairs, h_pairs = _pairs(recipe, stages, "", root, scores, h_score, {})
+
+    chosen: dict = {}
+    if recipe.select is not None:
+        main, chosen = _select(recipe, stages, root, pairs, h_pairs)
+    else:
+        main = Trained("udasa", "udasa", "dpo", root / "model", pairs)
+        main.h_train = _train_stage(recipe, stages, "", main, pairs, h_pairs, recipe.stage_config("train"))
+    main.eval_dir = _evaluate(recipe, stages, "eval", str(main.model_dir / "final"), root / "eval", base_eval,
+                              main.h_train)
+    evals.append(("udasa", main.eval_dir))
+    trained = [main]
+    if recipe.eval_stages:
+        _evaluate_stages(recipe, stages, main, root / "eval-stages", base_eval)
 
     from udasa.run_report import write_run_report
-    report = write_run_report(recipe, root, evals, stages.seconds(), time.time() - started)
+
+    for v in recipe.baselines:
+        folder = root / "variants" / v.name
+        t = Trained(v.name, v.group or v.name, v.method, folder / "model", None)
+        tcfg = recipe.stage_config("train", {**chosen, **v.train})
+        if v.method == "dpo":
+            t.pairs, h = _pairs(recipe, stages, f"{v.name}/", folder, scores, h_score, v.pairs)
+            t.h_train = _train_stage(recipe, stages, f"{v.name}/", t, t.pairs, h, tcfg)
+        else:
+            from udasa.training.sft import train_best_of_n
+            t.h_train = stages.run(f"{v.name}/train", {"in": h_score, "cfg": config_key(tcfg), "method": v.method},
+                                   t.model_dir, lambda: train_best_of_n(scores, t.model_dir, tcfg), cfg=tcfg)
+        t.eval_dir = _evaluate(recipe, stages, f"{v.name}/eval", str(t.model_dir / "final"), folder / "eval",
+                               base_eval, t.h_train, v.eval)
+        evals.append((v.name, t.eval_dir))
+        trained.append(t)
+        write_run_report(recipe, root, evals, trained, stages.finished(), time.time() - started)  # progress so far
+
+    report = write_run_report(recipe, root, evals, trained, stages.finished(), time.time() - started)
     log(f"report: {report}")
     return report
 
 
-def _variant(recipe: Recipe, stages: Stages, folder: Path, scores: Path, h_score: str, name: str, method: str,
-             pair_over: dict, train_over: dict, baseline: Path | None) -> Path:
-    tcfg = recipe.stage_config("train", train_over)
-    model_dir = folder / "model"
-    prefix = "" if name == "udasa" else f"{name}/"
-    if method == "dpo":
-        from udasa.pairs import build_pairs
-        pcfg = recipe.stage_config("pairs", pair_over)
-        pairs = folder / "pairs.jsonl"
-        h_pairs = stages.run(prefix + "pairs", {"in": h_score, "cfg": asdict(pcfg)}, pairs,
-                             lambda: build_pairs(scores, pairs, pcfg))
-        h_train = stages.run(prefix + "train", {"in": h_pairs, "cfg": asdict(tcfg)}, model_dir,
-                             lambda: _train(recipe, pairs, model_dir, tcfg))
-    else:
-        from udasa.training.sft import train_best_of_n
-        h_train = stages.run(prefix + "train", {"in": h_score, "cfg": asdict(tcfg), "method": method}, model_dir,
-                             lambda: train_best_of_n(scores, model_dir, tcfg))
-    return _evaluate(recipe, stages, f"{prefix}eval", str(model_dir / "final"), folder / "eval", baseline, h_train)
+def _pairs(recipe: Recipe, stages: Stages, prefix: str, folder: Path, scores: Path, h_score: str,
+           pair_over: dict) -> tuple[Path, str]:
+    from udasa.pairs import build_pairs
+
+    pcfg = recipe.stage_config("pairs", pair_over)
+    pairs = folder / "pairs.jsonl"
+    h = stages.run(prefix + "pairs", {"in": h_score, "cfg": config_key(pcfg)}, pairs, lambda: build_pairs(scores, pairs, pcfg))
+    return pairs, h
+
+
+def _train_stage(recipe: Recipe, stages: Stages, prefix: str, t: Trained, pairs: Path, h_pairs: str, tcfg) -> str:
+    return stages.run(prefix + "train", {"in": h_pairs, "cfg": config_key(tcfg)}, t.model_dir,
+                      lambda: _train(recipe, pairs, t.model_dir, tcfg), cfg=tcfg)
+
+
+def _select(recipe: Recipe, stages: Stages, root: Path, pairs: Path, h_pairs: str) -> tuple[Trained, dict]:
+    """Train UDASA once per candidate of ``recipe.select``, evaluate each on the dev task only, and keep the
+    best (subject to the ``max`` ceilings). Returns the chosen model and its train overrides."""
+    from udasa.evaluation.task import load_task
+
+    sel = recipe.select
+    higher = {m.name: m.higher_is_better for m in load_task(sel.task).metrics}[sel.metric]
+    rows = []
+    for k, cand in enumerate(sel.candidates, start=1):
+        name = f"select-{k}"
+        t = Trained(name, "select", "dpo", root / "select" / name / "model", pairs)
+        t.h_train = _train_stage(recipe, stages, f"{name}/", t, pairs, h_pairs, recipe.stage_config("train", cand))
+        t.eval_dir = _evaluate(recipe, stages, f"{name}/eval", str(t.model_dir / "final"),
+                               root / "select" / name / "eval", None, t.h_train, {"tasks": [sel.task]})
+        dev = json.loads((t.eval_dir / "metrics.json").read_text())["tasks"][sel.task]["metrics"]
+        ok = all(dev[m]["mean"] is not None and dev[m]["mean"] <= cap for m, cap in sel.max.items())
+        rows.append({"candidate": name, "train": cand, "dev": {m: dev[m] for m in dev}, "eligible": ok,
+                     "trained": t})
+    eligible = [r for r in rows if r["eligible"] and r["dev"][sel.metric]["mean"] is not None]
+    if not eligible:
+        raise InputError(f"no candidate meets the ceilings {sel.max} on {sel.task}; relax select.max or add "
+                         "candidates", path=recipe.source, field="select")
+    sign = 1 if higher else -1
+    best = max(eligible, key=lambda r: (sign * r["dev"][sel.metric]["mean"], -rows.index(r)))
+    atomic_write_json(root / "selection.json", {
+        "task": sel.task, "metric": sel.metric, "higher_is_better": higher, "max": sel.max,
+        "chosen": best["candidate"], "chosen_train": best["train"],
+        "candidates": [{k: v for k, v in r.items() if k != "trained"} for r in rows]})
+    stages.log(f"[select] {best['candidate']} {best['train']}: dev {sel.metric} {best['dev'][sel.metric]['mean']}")
+    main = best["trained"]
+    main.name, main.group = "udasa", "udasa"
+    return main, dict(best["train"])
+
+
+def _evaluate_stages(recipe: Recipe, stages: Stages, t: Trained, out: Path, baseline: Path | None) -> None:
+    """Evaluate the model after each curriculum stage but the last (which is ``final``): the trajectory."""
+    from udasa.training.trainer import MARKER
+
+    for folder in sorted(p for p in t.model_dir.glob("stage-*") if (p / MARKER).exists())[:-1]:
+        _evaluate(recipe, stages, f"eval-stages/{folder.name}", str(folder), out / folder.name, baseline,
+                  t.h_train)
 
 
 def _train(recipe: Recipe, pairs: Path, model_dir: Path, tcfg) -> None:
@@ -211,12 +284,19 @@ def _train(recipe: Recipe, pairs: Path, model_dir: Path, tcfg) -> None:
 
 
 def _evaluate(recipe: Recipe, stages: Stages, name: str, model: str, out: Path, baseline: Path | None,
-              h_in: str) -> Path:
+              h_in: str, eval_over: dict | None = None) -> Path:
+    """Evaluate ``model`` into ``out``, one stage per task (adding a task later reuses the others)."""
     from udasa.evaluation import evaluate
-    over = {"model": model, "out": str(out)}
-    if baseline is not None and "helpful" in recipe.stage_config("eval").tasks:
-        over["baseline"] = str(baseline)
-    stages.run(name, {"in": h_in, "cfg": {**recipe.eval, **over}}, out,
-               lambda: evaluate(recipe.stage_config("eval", over)))
-    return out
+    from udasa.evaluation.task import load_task
 
+    over = {**(eval_over or {}), "model": model, "out": str(out)}
+    cfg = recipe.stage_config("eval", over)
+    for task in cfg.tasks:
+        task_over = {**over, "tasks": [task]}
+        if baseline is not None and "baseline_generations" in load_task(task).needs:
+            task_over["baseline"] = str(baseline)
+        tcfg = recipe.stage_config("eval", task_over)
+        key = {k: v for k, v in config_key(tcfg).items() if k not in ("out", "sizes")}
+        key["size"] = tcfg.sizes.get(task)
+        stages.run(f"{name}/{task}", {"in": h_in, "cfg": key}, out, lambda c=tcfg: evaluate(c), cfg=tcfg)
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
 import types
 import typing
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from udasa.device import check_device_name, check_dtype_name
 from udasa.errors import InputError
 from udasa.models import DEFAULT_POLICY
 
@@ -56,20 +58,61 @@ class Variant:
         method: "dpo" (staged DPO on pairs built with ``pairs`` overrides) or "sft-best-of-n"
             (supervised fine-tuning on each prompt's lowest-u response).
         pairs: overrides of the recipe's ``pairs`` section (e.g. ``{score_key: semantic}`` or
-            ``{curriculum: {curriculum: none}}``).
-        train: overrides of the recipe's ``train`` section.
+            ``{curriculum: {curriculum: none}}``, ``{selection: random}`` for random pairs).
+        train: overrides of the recipe's ``train`` section (on top of the settings ``select`` chose).
+        eval: overrides of the recipe's ``eval`` section (e.g. fewer ``tasks`` for a sweep point).
+        group: the family a frontier plot connects (e.g. every beta of plain DPO: ``group: dpo-no-curriculum``);
+            None = the variant's own name. The main model's group is ``udasa``.
     """
 
     name: str
     method: str = "dpo"
     pairs: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
+    eval: dict = field(default_factory=dict)
+    group: str | None = None
 
     def __post_init__(self):
         if self.method not in ("dpo", "sft-best-of-n"):
             raise InputError(f"must be 'dpo' or 'sft-best-of-n' (got {self.method!r})", field="method")
-        if not self.name or "/" in self.name:
-            raise InputError(f"must be a plain folder name (got {self.name!r})", field="name")
+        if not _PLAIN_NAME.fullmatch(self.name or "") or self.name in ("udasa", "base") or \
+                self.name.startswith("select-"):
+            raise InputError(f"must be a plain folder name of letters, digits, '.', '_' or '-', not 'udasa', "
+                             f"'base' or 'select-*' (got {self.name!r})", field="name")
+
+
+@dataclass
+class Selection:
+    """Hyperparameters chosen on a dev task before the main model trains (never on a test task).
+
+    Fields:
+        task: the dev task every candidate is evaluated on, e.g. ``sentiment-dev`` (IMDb train openings held
+            out from training).
+        metric: the dev metric to optimise; its direction (higher or lower is better) comes from the task file.
+        candidates: ``train`` overrides, one per candidate (e.g. ``{learning_rate: 1.0e-5}``). Each trains UDASA
+            on the run's pairs (``select/select-<k>/``); the best one *is* the main model, and its overrides
+            apply to every baseline too (a baseline's own ``train`` overrides come on top).
+        max: ceilings on other dev metrics, e.g. ``{kl: 20}``: a candidate above one is not chosen.
+    """
+
+    task: str
+    metric: str
+    candidates: list[dict]
+    max: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.candidates:
+            raise InputError("needs at least one candidate", field="candidates")
+        from udasa.evaluation.task import load_task
+
+        spec = load_task(self.task)
+        names = [m.name for m in spec.metrics]
+        for key in [self.metric, *self.max]:
+            if key not in names:
+                raise InputError(f"'{key}' is not a metric of task {self.task} ({', '.join(names)})", field="metric")
+        for key, cap in self.max.items():
+            if not _finite(cap):
+                raise InputError(f"must be a finite number (got {cap!r})", field=f"max.{key}")
 
 
 @dataclass
@@ -81,6 +124,11 @@ class Recipe:
         model: the policy to align; copied into sample/train/eval unless those set their own.
         out: output folder; None = ``runs/<name>``.
         threads: torch CPU threads; None = torch's default.
+        device: where every neural model of the run goes (sampling, log-probs, scoring embedder and judge,
+            training, evaluation): "auto" (the first CUDA device if any, else the CPU), "cpu", "cuda",
+            "cuda:N". Copied into each stage unless the stage sets its own.
+        dtype: "auto" (bfloat16 on a capable GPU, else float32), "float32", "bfloat16", "float16": the weights'
+            dtype for inference and the autocast dtype for training (float32 master weights).
         train_launcher: run the training stage as a subprocess under this launcher, e.g.
             ``[accelerate, launch, --config_file, configs/accelerate/zero3.yaml]`` (one process per GPU);
             None = train in this process.
@@ -88,6 +136,8 @@ class Recipe:
         sample / score / pairs / train / eval: the stages' configs (`SampleConfig`, `ScoreConfig`,
             `PairConfig`, `TrainConfig`, `EvalConfig`); every field is documented in docs/recipes.md.
         eval_base: also evaluate the untrained model (the report's first column).
+        eval_stages: also evaluate the main model after each curriculum stage (the report's trajectory).
+        select: hyperparameters chosen on a dev task before the main model trains (see `Selection`).
         baselines: variants trained on the same samples (see `Variant`).
     """
 
@@ -95,6 +145,8 @@ class Recipe:
     model: str = DEFAULT_POLICY
     out: str | None = None
     threads: int | None = None
+    device: str = "auto"
+    dtype: str = "auto"
     train_launcher: list[str] | None = None
     prompts: list[PromptSource] = field(default_factory=list)
     sample: dict = field(default_factory=dict)
@@ -103,12 +155,23 @@ class Recipe:
     train: dict = field(default_factory=dict)
     eval: dict = field(default_factory=dict)
     eval_base: bool = True
+    eval_stages: bool = False
+    select: Selection | None = None
     baselines: list[Variant] = field(default_factory=list)
     source: str = "<recipe>"  # the file it came from (set by load_recipe)
 
     def __post_init__(self):
         if not self.prompts:
             raise InputError("a recipe needs at least one prompt source", field="prompts")
+        check_device_name(self.device)
+        check_dtype_name(self.dtype)
+        if not _PLAIN_NAME.fullmatch(self.name or ""):
+            raise InputError(f"must be a plain name of letters, digits, '.', '_' or '-' (got {self.name!r}); "
+                             "it names the output folder runs/<name>", field="name")
+        names = [v.name for v in self.baselines]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise InputError(f"baseline names must be unique; repeated: {dup}", field="baselines")
 
     @property
     def out_dir(self) -> Path:
@@ -118,8 +181,10 @@ class Recipe:
     def stage_config(self, section: str, overrides: dict | None = None):
         cls = section_class(section)
         data = _merge(getattr(self, section), overrides or {})
-        if "model" in {f.name for f in dataclasses.fields(cls)}:
-            data.setdefault("model", self.model)
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key in ("model", "device", "dtype"):
+            if key in names:
+                data.setdefault(key, getattr(self, key))
         if section == "eval":
             data.setdefault("reference_model", self.model)
         return build(cls, data, source=self.source, prefix=section, lines=_LINES.get(self.source, {}))
@@ -142,6 +207,11 @@ def section_class(section: str):
 
 
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+_PLAIN_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]{1,100}")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 _LINES: dict[str, dict[str, int]] = {}  # recipe file -> {"train.beta": line}
 
 
@@ -200,6 +270,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     for i, v in enumerate(recipe.baselines):
         recipe.stage_config("pairs", v.pairs)
         recipe.stage_config("train", v.train)
+        recipe.stage_config("eval", v.eval)
+    for cand in (recipe.select.candidates if recipe.select else []):
+        recipe.stage_config("train", cand)
     return recipe
 
 
@@ -285,8 +358,10 @@ def _tname(tp) -> str:
 def resolved(recipe: Recipe) -> dict:
     """The fully resolved configuration, saved next to the outputs."""
     out = {"name": recipe.name, "model": recipe.model, "out": str(recipe.out_dir), "threads": recipe.threads,
+           "device": recipe.device, "dtype": recipe.dtype,
            "train_launcher": recipe.train_launcher,
            "prompts": [dataclasses.asdict(p) for p in recipe.prompts], "eval_base": recipe.eval_base,
+           "eval_stages": recipe.eval_stages, "select": dataclasses.asdict(recipe.select) if recipe.select else None,
            "baselines": [dataclasses.asdict(v) for v in recipe.baselines]}
     for section in STAGE_SECTIONS:
         out[section] = _jsonable(dataclasses.asdict(recipe.stage_config(section)))

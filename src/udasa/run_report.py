@@ -1,8 +1,11 @@
 """The report of a `udasa run`: a one-screen summary on top of the evaluation tables.
 
-Summary: what was trained, on what, how long each stage took, the headline metric of each task
-for the base model, UDASA and every baseline, and the pipeline's own plots (Δu by stage, how the
-three uncertainty axes correlate). The per-metric tables with CIs come from `udasa report`.
+Summary: what was trained, on what, where and how long each stage ran, the hyperparameter selection
+on the dev task, each task's headline metrics for every model, paired differences of UDASA against
+each other model, the pair diagnostics, training curves, the trajectory over curriculum stages, the
+reward-vs-KL frontier, degeneration checks and a few generations side by side. The per-metric tables
+with CIs come from `udasa report`. Nothing here names a task: what is shown comes from the tasks'
+``headline`` lists in metrics.json.
 """
 from __future__ import annotations
 
@@ -11,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from udasa.evaluation.report import load_run, write_report
-from udasa.io import atomic_write_text, iter_jsonl
+from udasa.diagnostics import pair_diagnostics, training_curves
+from udasa.evaluation.report import difference, load_run, write_report
+from udasa.io import atomic_write_json, atomic_write_text, iter_jsonl
 
-HEADLINE = [("harmless", "refusal_rate"), ("harmless", "harmless_rm"), ("helpful", "helpful_rm"),
-            ("helpful", "win_rate"), ("truthful", "mc1"), ("truthful", "mc2"), ("sentiment", "reward"),
-            ("sentiment", "kl")]
 AXES = ("semantic", "factual", "value")
+SIDE_BY_SIDE = 3  # generations shown per task
 
 
 def axis_correlation(scores: list[dict], key: str = "components") -> np.ndarray:
@@ -37,16 +39,22 @@ def stage_deltas(pairs: list[dict]) -> dict[str, list[float]]:
     return out
 
 
-def _plots(root: Path, outdir: Path, scores: list[dict], pairs: list[dict]) -> list[str]:
+def _plt():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
 
+
+def _pipeline_plots(outdir: Path, scores: list[dict], pairs: list[dict]) -> list[str]:
+    plt = _plt()
     lines = []
     deltas = stage_deltas(pairs)
     if deltas:
         fig, ax = plt.subplots(figsize=(5, 3))
-        bins = np.linspace(0, max(max(v) for v in deltas.values()) or 1, 20)
+        hi = max(max(v) for v in deltas.values())
+        lo = min(0.0, min(min(v) for v in deltas.values()))
+        bins = np.linspace(lo, hi if hi > lo else lo + 1, 20)
         for stage in ("conservative", "moderate", "exploratory", "all"):
             if stage in deltas:
                 ax.hist(deltas[stage], bins=bins, alpha=0.6, label=f"{stage} ({len(deltas[stage])})")
@@ -76,48 +84,304 @@ def _plots(root: Path, outdir: Path, scores: list[dict], pairs: list[dict]) -> l
     return lines
 
 
-def _cell(run: dict, task: str, metric: str) -> str:
-    m = run["metrics"]["tasks"].get(task, {}).get("metrics", {}).get(metric)
+def _fmt(m: dict | None, signed: bool = False) -> str:
     if not m or m.get("mean") is None:
         return "–"
+    f = "{:+.3f}" if signed else "{:.3f}"
     if m.get("ci_low") is None:
-        return f"{m['mean']:.3f}"
-    return f"{m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+        return f.format(m["mean"])
+    return f"{f.format(m['mean'])} [{f.format(m['ci_low'])}, {f.format(m['ci_high'])}]"
 
 
-def write_run_report(recipe, root: Path, evals: list[tuple[str, Path]], seconds: dict[str, float],
+def _metric(run: dict, task: str, metric: str) -> dict | None:
+    return run["metrics"]["tasks"].get(task, {}).get("metrics", {}).get(metric)
+
+
+def headline_pairs(runs: list[dict]) -> list[tuple[str, str]]:
+    """(task, metric) rows of the headline table, in task order, from each task's own ``headline`` list."""
+    rows = []
+    for r in runs:
+        for task, t in r["metrics"]["tasks"].items():
+            for m in t.get("headline") or list(t.get("metrics", {})):
+                if (task, m) not in rows:
+                    rows.append((task, m))
+    return rows
+
+
+def _stage_table(finished: dict[str, dict]) -> list[str]:
+    lines = ["| stage | seconds | device | dtype |", "|---|---|---|---|"]
+    for name, m in finished.items():
+        p = m.get("placement") or {}
+        lines.append(f"| {name} | {m['seconds']:.0f} | {p.get('device', '–')} | {p.get('dtype', '–')} |")
+    return lines
+
+
+def _selection_section(root: Path) -> list[str]:
+    path = root / "selection.json"
+    if not path.exists():
+        return []
+    sel = json.loads(path.read_text())
+    metrics = [sel["metric"]] + [m for m in sel["max"] if m != sel["metric"]]
+    lines = ["## Hyperparameters chosen on the dev task", "",
+             f"Each candidate trained UDASA on the same pairs and was evaluated on `{sel['task']}` only (never on a "
+             f"test task); the chosen one has the {'highest' if sel['higher_is_better'] else 'lowest'} "
+             f"`{sel['metric']}`" + (f" among those within {sel['max']}" if sel["max"] else "") +
+             "; its settings apply to every baseline.", "",
+             "| candidate | train overrides | " + " | ".join(f"dev {m}" for m in metrics) + " | chosen |",
+             "|---|---|" + "---|" * len(metrics) + "---|"]
+    for c in sel["candidates"]:
+        mark = "✓" if c["candidate"] == sel["chosen"] else ("" if c["eligible"] else "over a ceiling")
+        lines.append(f"| {c['candidate']} | `{json.dumps(c['train'])}` | " +
+                     " | ".join(_fmt(c["dev"].get(m)) for m in metrics) + f" | {mark} |")
+    return lines + [""]
+
+
+def _differences(runs: list[dict], rows: list[tuple[str, str]]) -> list[str]:
+    """UDASA minus every other model, paired over the items both evaluated."""
+    main = next((r for r in runs if r["label"] == "udasa"), None)
+    others = [r for r in runs if r is not main]
+    if main is None or not others:
+        return []
+    lines = ["## UDASA against each model", "",
+             "udasa minus the column's model: mean [95% paired bootstrap CI] over the items both evaluated; a CI "
+             "that excludes 0 is a measured difference.", "",
+             "| task | metric | " + " | ".join(f"udasa − {r['label']}" for r in others) + " |",
+             "|---|---|" + "---|" * len(others)]
+    for task, metric in rows:
+        if _metric(main, task, metric) is None:
+            continue
+        cells = []
+        for r in others:
+            d, how = difference(r, main, task, metric)
+            cells.append(_fmt(d, signed=True) + (" (unpaired)" if how == "unpaired" else ""))
+        lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _pair_section(trained: list, outdir: Path) -> tuple[list[str], dict]:
+    diags, lines = {}, []
+    for t in trained:
+        if t.pairs is None or not Path(t.pairs).exists():
+            continue
+        if t.name.startswith("select-") or any(d.get("_pairs") == str(t.pairs) for d in diags.values()):
+            continue
+        pairs = [r for _, r in iter_jsonl(t.pairs)]
+        if pairs:
+            diags[t.name] = {**pair_diagnostics(pairs), "_pairs": str(t.pairs)}
+    if not diags:
+        return [], {}
+    lines += ["## Pair diagnostics", "",
+              "Independent checks of the training pairs (VADER and GCG refusal markers play no part in building "
+              "them): share of pairs whose chosen response is more positive (plain-text continuations) or refuses "
+              "while the rejected one complies (HH-harmless requests).", "",
+              "| pairs of | stage | pairs | Δu mean | chosen more positive | chosen refuses, rejected complies | "
+              "rejected refuses, chosen complies |", "|---|---|---|---|---|---|---|"]
+    for name, d in diags.items():
+        for stage, s in sorted(d["stages"].items(), key=lambda kv: kv[1]["stage_index"]):
+            lines.append(f"| {name} | {stage} | {s['pairs']} | {_fmt(s['delta_u'])} | "
+                         f"{s.get('chosen_more_positive', '–')} | {s.get('chosen_refuses_rejected_complies', '–')} | "
+                         f"{s.get('rejected_refuses_chosen_complies', '–')} |")
+        if "sentiment" in d:
+            lines.append(f"| {name} | all | {d['sentiment']['pairs']} | | "
+                         f"{_fmt(d['sentiment']['chosen_more_positive'])} (VADER difference "
+                         f"{_fmt(d['sentiment']['compound_difference'], True)}) | | |")
+        if "refusal" in d:
+            lines.append(f"| {name} | all | {d['refusal']['pairs']} | | | "
+                         f"{d['refusal']['chosen_refuses_rejected_complies']} | "
+                         f"{d['refusal']['rejected_refuses_chosen_complies']} |")
+    return lines + [""], {k: {kk: vv for kk, vv in v.items() if kk != "_pairs"} for k, v in diags.items()}
+
+
+def _training_section(trained: list, outdir: Path) -> tuple[list[str], dict]:
+    curves = {}
+    for t in trained:
+        log = Path(t.model_dir) / "train_log.jsonl"
+        if t.method == "dpo" and log.exists():
+            curves[t.name] = training_curves([r for _, r in iter_jsonl(log, partial_tail_ok=True)])
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return [], {}
+    lines = ["## Training", "",
+             "DPO loss, reward margin (β·log-ratio of chosen minus rejected, nats) and reward accuracy over the last "
+             "quarter of each stage's logged steps.", "",
+             "| model | stage | steps | loss | margin | accuracy |", "|---|---|---|---|---|---|"]
+    for name, stages in curves.items():
+        for stage, c in stages.items():
+            lines.append(f"| {name} | {stage} | {c['step'][-1] if c['step'] else 0} | {c['loss_end']} | "
+                         f"{c['margin_end']} | {c['accuracy_end']} |")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for i, (name, stages) in enumerate(curves.items()):
+        offset = 0
+        for j, (stage, c) in enumerate(stages.items()):
+            x = [offset + s for s in c["step"]]
+            for ax, key in zip(axes, ("loss", "margin", "accuracy")):
+                ax.plot(x, c[key], color=f"C{i}", alpha=0.35 + 0.65 * (j + 1) / len(stages), lw=1,
+                        label=name if j == 0 else None)
+            offset = x[-1] if x else offset
+    for ax, key in zip(axes, ("DPO loss", "reward margin", "reward accuracy")):
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("optimizer step (stages back to back)", fontsize=8)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(outdir / "training_curves.png", dpi=110)
+    plt.close(fig)
+    return lines + ["", "![training curves](training_curves.png)", ""], curves
+
+
+def _trajectory_section(root: Path, runs: list[dict], rows: list[tuple[str, str]], outdir: Path) -> list[str]:
+    folder = root / "eval-stages"
+    if not folder.is_dir():
+        return []
+    points = [("base", next((r for r in runs if r["label"] == "base"), None))]
+    points += [(p.name, load_run(str(p))) for p in sorted(folder.iterdir()) if (p / "metrics.json").exists()]
+    points.append(("final", next((r for r in runs if r["label"] == "udasa"), None)))
+    points = [(n, r) for n, r in points if r is not None]
+    if len(points) < 2:
+        return []
+    lines = ["## Trajectory over the curriculum", "",
+             "The main model evaluated after each stage (stage k's model has seen stages 1..k).", "",
+             "| task | metric | " + " | ".join(n for n, _ in points) + " |", "|---|---|" + "---|" * len(points)]
+    for task, metric in rows:
+        if all(_metric(r, task, metric) is None for _, r in points):
+            continue
+        lines.append(f"| {task} | {metric} | " + " | ".join(_fmt(_metric(r, task, metric)) for _, r in points) + " |")
+    plot_rows = [(t, m) for t, m in rows if all(_metric(r, t, m) is not None for _, r in points)][:3]
+    if plot_rows:
+        plt = _plt()
+        fig, axes = plt.subplots(1, len(plot_rows), figsize=(3.6 * len(plot_rows), 3), squeeze=False)
+        for ax, (task, metric) in zip(axes[0], plot_rows):
+            ms = [_metric(r, task, metric) for _, r in points]
+            x = range(len(points))
+            ax.errorbar(x, [m["mean"] for m in ms], yerr=[[m["mean"] - m["ci_low"] for m in ms],
+                                                         [m["ci_high"] - m["mean"] for m in ms]], fmt="o-", capsize=3)
+            ax.set_xticks(list(x), [n.replace("stage-", "") for n, _ in points], rotation=30, ha="right", fontsize=7)
+            ax.set_title(f"{task}: {metric}", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(outdir / "trajectory.png", dpi=110)
+        plt.close(fig)
+        lines += ["", "![trajectory](trajectory.png)"]
+    return lines + [""]
+
+
+def _frontier_section(runs: list[dict], groups: dict[str, str], outdir: Path) -> list[str]:
+    """Reward against KL for every task that has both (the DPO paper's frontier); a line joins one group."""
+    lines = []
+    tasks = [t for t in dict.fromkeys(t for r in runs for t in r["metrics"]["tasks"])
+             if any(_metric(r, t, "reward") and _metric(r, t, "kl") for r in runs)]
+    plt = _plt()
+    for task in tasks:
+        fig, ax = plt.subplots(figsize=(5, 3.8))
+        fam: dict[str, list] = {}
+        for r in runs:
+            rw, kl = _metric(r, task, "reward"), _metric(r, task, "kl")
+            if rw and kl and rw.get("mean") is not None and kl.get("mean") is not None:
+                fam.setdefault(groups.get(r["label"], r["label"]), []).append((kl, rw, r["label"]))
+        for i, (g, pts) in enumerate(fam.items()):
+            pts.sort(key=lambda p: p[0]["mean"])
+            xs, ys = [p[0]["mean"] for p in pts], [p[1]["mean"] for p in pts]
+            ax.errorbar(xs, ys, xerr=[[p[0]["mean"] - p[0]["ci_low"] for p in pts],
+                                      [p[0]["ci_high"] - p[0]["mean"] for p in pts]],
+                        yerr=[[p[1]["mean"] - p[1]["ci_low"] for p in pts], [p[1]["ci_high"] - p[1]["mean"] for p in pts]],
+                        fmt="o-" if len(pts) > 1 else "o", color=f"C{i % 10}", capsize=2, lw=1, ms=4, label=g)
+        ax.set_xlabel("sequence KL to the reference (nats)")
+        ax.set_ylabel("reward")
+        ax.set_title(task, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = f"frontier-{task}.png"
+        fig.savefig(outdir / name, dpi=110)
+        plt.close(fig)
+        lines += [f"![reward vs KL: {task}]({name})", ""]
+    return (["## Reward against KL", ""] + lines) if lines else []
+
+
+def _side_by_side(runs: list[dict], trained: list) -> list[str]:
+    """A few generations of the base, UDASA and the random-pair baseline (if any) on the same items."""
+    def random_pairs(t) -> bool:
+        if t.pairs is None or not Path(t.pairs).exists():
+            return False
+        first = next((r for _, r in iter_jsonl(t.pairs)), {})
+        return first.get("selection") == "random"
+
+    wanted = ["base", "udasa"] + [t.name for t in trained if random_pairs(t)][:1]
+    chosen = [r for name in wanted for r in runs if r["label"] == name]
+    if len(chosen) < 2:
+        return []
+    lines = ["## Generations side by side", ""]
+    for task, t in chosen[0]["metrics"]["tasks"].items():
+        if t.get("decoding", {}).get("kind") == "teacher-forced":
+            continue
+        gens = []
+        for r in chosen:
+            path = Path(r["folder"]) / t.get("generations", f"generations-{task}.jsonl")
+            gens.append({g["id"]: g for _, g in iter_jsonl(path, partial_tail_ok=True)} if path.exists() else {})
+        ids = [i for i in gens[0] if all(i in g for g in gens)][:SIDE_BY_SIDE]
+        for i in ids:
+            lines += [f"**{task}, `{i}`**: {_quote(gens[0][i]['prompt'])}", ""]
+            for r, g in zip(chosen, gens):
+                head = g[i].get("scores", {}).get(t.get("headline", [None])[0]) if t.get("headline") else None
+                lines.append(f"- *{r['label']}*" + (f" ({t['headline'][0]} {head})" if head is not None else "") +
+                             f": {_quote(g[i]['response'])}")
+            lines.append("")
+    return lines
+
+
+def _quote(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    text = text if len(text) <= limit else text[:limit] + " …"
+    return text.replace("|", "\\|")
+
+
+def write_run_report(recipe, root: Path, evals: list[tuple[str, Path]], trained: list, finished: dict[str, dict],
                      wall: float) -> Path:
     outdir = root / "report"
     outdir.mkdir(parents=True, exist_ok=True)
     labels = [name for name, _ in evals]
     tables = write_report([str(p) for _, p in evals], str(outdir), labels=labels)
     runs = [load_run(str(p)) for _, p in evals]
+    for r, lab in zip(runs, labels):
+        r["label"] = lab
     scores = [r for _, r in iter_jsonl(root / "scores.jsonl")]
     pairs = [r for _, r in iter_jsonl(root / "pairs.jsonl")] if (root / "pairs.jsonl").exists() else []
     n_prompts = sum(1 for _ in iter_jsonl(root / "prompts.jsonl"))
     summary_path = root / "pairs.summary.json"
     pair_summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     cfg = recipe.stage_config("sample")
+    seconds = [m["seconds"] for m in finished.values()]
     lines = [f"# udasa run: {recipe.name}", "",
              f"Policy `{recipe.model}` aligned on {n_prompts} unlabelled prompts "
              f"({', '.join(p.data or p.path for p in recipe.prompts)}), {cfg.n} samples each "
              f"(temperature {cfg.temperature}, ≤ {cfg.max_new_tokens} new tokens), value spec "
              f"`{recipe.stage_config('score').spec}`; {len(pairs)} pairs trained conservative → moderate → "
              f"exploratory with DPO. Recipe `{recipe.source}`; resolved config in `recipe.resolved.json`.", "",
-             f"Compute time of all stages: {sum(seconds.values()) / 60:.1f} min (this invocation: {wall / 60:.1f} min, "
-             "less when it reused finished stages). Stage times:", "",
-             "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.0f} |" for k, v in seconds.items()]
+             f"Compute time of all stages: {sum(seconds) / 60:.1f} min (this invocation: {wall / 60:.1f} min, "
+             "less when it reused finished stages). Stage times and where each stage's models ran:", ""]
+    lines += _stage_table(finished)
     if pair_summary:
         lines += ["", "Pairs per stage: " + ", ".join(
             f"{s.get('stage')} {s.get('count', s.get('n'))}" for s in pair_summary.get("stages", [])) +
             f"; dropped: {pair_summary.get('dropped', {})}."]
-    lines += ["", "## Headline metrics", "", "mean [95% bootstrap CI]; the first column is the reference.", "",
+    lines += [""] + _selection_section(root)
+    rows = headline_pairs(runs)
+    lines += ["## Headline metrics", "", "mean [95% bootstrap CI]; the first column is the reference.", "",
               "| task | metric | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
-    for task, metric in HEADLINE:
-        if any(task in r["metrics"]["tasks"] for r in runs):
-            lines.append(f"| {task} | {metric} | " + " | ".join(_cell(r, task, metric) for r in runs) + " |")
-    lines += ["", "## Pipeline", ""] + _plots(root, outdir, scores, pairs) + [""]
+    for task, metric in rows:
+        lines.append(f"| {task} | {metric} | " + " | ".join(_fmt(_metric(r, task, metric)) for r in runs) + " |")
+    lines += [""] + _differences(runs, rows)
+    groups = {t.name: t.group for t in trained}
+    groups.setdefault("base", "base")
+    lines += _frontier_section(runs, groups, outdir)
+    lines += _trajectory_section(root, runs, rows, outdir)
+    pair_lines, diags = _pair_section(trained, outdir)
+    train_lines, curves = _training_section(trained, outdir)
+    lines += pair_lines + train_lines
+    lines += ["## Pipeline", ""] + _pipeline_plots(outdir, scores, pairs) + [""]
+    lines += _side_by_side(runs, trained)
+    atomic_write_json(root / "diagnostics.json", {"pairs": diags, "training": {
+        k: {s: {kk: vv for kk, vv in c.items() if kk.endswith("_end") or kk == "stage_index"} for s, c in v.items()}
+        for k, v in curves.items()}})
     body = tables.read_text(encoding="utf-8")
     body = body.replace("# udasa evaluation report", "## Evaluation tables", 1)
     atomic_write_text(tables, "\n".join(lines) + "\n" + body)

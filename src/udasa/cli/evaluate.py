@@ -23,6 +23,8 @@ def eval_cmd(
     reference_model: str = typer.Option(DEFAULT_POLICY, help="Base model for the sentiment KL and helpful baseline."),
     baseline: Optional[Path] = typer.Option(None, help="Eval folder whose helpful generations are the win-rate "
                                                        "baseline (default: generate with --reference-model)."),
+    device: str = typer.Option("auto", help="auto (first CUDA device, else CPU), cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("auto", help="auto (bfloat16 on a capable GPU, else float32), float32, bfloat16, float16."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice; use 1 on a "
                                                      "busy machine)."),
     rm_max_pairs: Optional[int] = typer.Option(None, help="Quick tests only: train the evaluator reward models on "
@@ -37,7 +39,7 @@ def eval_cmd(
     cfg = EvalConfig(model=model, out=str(out), tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
                      limit=limit, full=full, sample=sample, seed=seed, batch_size=batch_size,
                      reference_model=reference_model, baseline=str(baseline) if baseline else None,
-                     rm_max_pairs=rm_max_pairs)
+                     rm_max_pairs=rm_max_pairs, device=device, dtype=dtype)
     metrics = evaluate(cfg)
     for name, t in metrics["tasks"].items():
         figs = ", ".join(f"{k} {v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"

@@ -14,12 +14,19 @@ def run(
     recipe: Path = typer.Argument(..., help="Recipe YAML (see recipes/ and docs/recipes.md)."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: the recipe's out, else runs/<name>)."),
     set_: List[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.beta=0.2 (repeatable)."),
+    device: Optional[str] = typer.Option(None, help="Override the recipe's device: auto, cpu, cuda or cuda:N."),
+    dtype: Optional[str] = typer.Option(None, help="Override the recipe's dtype: auto, float32, bfloat16, float16."),
 ) -> None:
     """Run sample -> score -> pairs -> train -> eval -> report; rerun to continue after a crash."""
     from udasa.pipeline import run as run_pipeline
 
-    report = run_pipeline(recipe, overrides=set_, out=out, log=typer.echo)
+    report = run_pipeline(recipe, overrides=_placement_overrides(set_, device, dtype), out=out, log=typer.echo)
     typer.secho(f"\nreport: {report}", fg="green")
+
+
+def _placement_overrides(overrides: list[str], device: Optional[str], dtype: Optional[str]) -> list[str]:
+    extra = [f"device={device}"] * (device is not None) + [f"dtype={dtype}"] * (dtype is not None)
+    return list(overrides) + extra
 
 
 @app.command()

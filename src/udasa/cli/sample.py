@@ -13,7 +13,8 @@ from udasa.models import DEFAULT_POLICY
 @app.command()
 def sample(
     prompts: Optional[Path] = typer.Option(None, help="JSONL with {id, prompt} or {id, messages} per line."),
-    data: Optional[str] = typer.Option(None, help="A vendored prompt set instead of --prompts (see `udasa data`)."),
+    data: Optional[str] = typer.Option(None, help="A vendored prompt set instead of --prompts (see `udasa data`); "
+                                       "only the part training may use (udasa/data/splits.py)."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N prompts."),
     out: Path = typer.Option(..., help="Output JSONL (one record per prompt); rerun to resume."),
     model: str = typer.Option(DEFAULT_POLICY, help="Embedded model name or a local Hugging Face model folder."),
@@ -26,6 +27,8 @@ def sample(
     backend: str = typer.Option("hf", help="'hf' (transformers) or 'vllm' (optional extra, GPU)."),
     system_prompt: Optional[str] = typer.Option(None, help="System message before every prompt."),
     trust_remote_code: bool = typer.Option(False, help="Allow model code from the model folder."),
+    device: str = typer.Option("auto", help="auto (first CUDA device, else CPU), cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("auto", help="auto (bfloat16 on a capable GPU, else float32), float32, bfloat16, float16."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
 ) -> None:
     """Draw N responses per prompt with their token log-probs."""
@@ -34,7 +37,7 @@ def sample(
 
     cfg = SampleConfig(model=model, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                        batch_size=batch_size, seed=seed, backend=backend, system_prompt=system_prompt,
-                       trust_remote_code=trust_remote_code)
+                       trust_remote_code=trust_remote_code, device=device, dtype=dtype)
     _threads(threads)
     source = _prompt_source(prompts, data, limit)
     path = run_sample(source, out, cfg)
@@ -47,12 +50,12 @@ def _prompt_source(prompts: Optional[Path], data: Optional[str], limit: Optional
     if (prompts is None) == (data is None):
         raise InputError("give exactly one of --prompts FILE or --data NAME")
     if data is not None:
-        from udasa.data import load_prompts
+        from udasa.data.splits import training_prompts
 
-        try:
-            rows = load_prompts(data)
-        except ValueError as e:
-            raise InputError(str(e), field="--data") from None
+        try:  # the same rules as `udasa run`: no evaluation or evaluator prompts
+            rows = training_prompts(data)
+        except (ValueError, InputError) as e:
+            raise InputError(str(e).split(": ", 1)[-1], field="--data") from None
         return rows[:limit] if limit else rows
     if limit:
         import itertools

@@ -72,7 +72,8 @@ def train(
     lora_targets: str = typer.Option("q_proj,k_proj,v_proj,o_proj", help="Comma-separated module names."),
     ref_cache: bool = typer.Option(True, help="Cache reference log-probs on disk (off: TRL's per-step reference)."),
     ref_cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default $UDASA_CACHE/ref-logps)."),
-    bf16: bool = typer.Option(False, help="bfloat16 mixed precision (GPU)."),
+    device: str = typer.Option("auto", help="auto (first CUDA device, else CPU), cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("auto", help="auto (bfloat16 on a capable GPU, else float32), float32, bfloat16, float16."),
     dpo_kwargs: Optional[str] = typer.Option(None, help="JSON object of extra trl.DPOConfig fields."),
     record_batches: bool = typer.Option(False, help="Write which pairs each process trained on (debug sharding)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
@@ -108,7 +109,8 @@ def train(
                       stage_overrides=overrides, per_device_train_batch_size=batch_size,
                       gradient_accumulation_steps=grad_accum, max_length=max_length, save_steps=save_steps, seed=seed,
                       use_lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, lora_target_modules=lora_targets.split(","),
-                      ref_cache=ref_cache, ref_cache_dir=str(ref_cache_dir) if ref_cache_dir else None, bf16=bf16,
+                      ref_cache=ref_cache, ref_cache_dir=str(ref_cache_dir) if ref_cache_dir else None, device=device,
+                      dtype=dtype,
                       record_batches=record_batches, dpo_kwargs=extra)
     final = run_train(pairs, out, cfg)
     typer.echo(f"final model: {final}")

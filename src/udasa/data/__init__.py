@@ -15,7 +15,7 @@ from pathlib import Path
 
 DATA_DIR = Path(__file__).parent
 DATASETS = ("hh-harmless", "hh-helpful", "truthfulqa", "advbench", "self-instruct-seed",
-            "self-instruct-user", "imdb-train", "imdb-test")
+            "self-instruct-user", "imdb-train", "imdb-dev", "imdb-test")
 
 _TURN = re.compile(r"\n\n(Human|Assistant): ")
 
@@ -105,18 +105,24 @@ def imdb_prefixes(split: str = "test", n: int | None = None, seed: int = 0, min_
                   max_words: int = 8) -> list[dict]:
     """Review openings of 2-8 words (as in the DPO paper's controlled-sentiment task): ``{id, prompt}``.
 
+    ``split``: "test" (the 2,000 test reviews), "train" or "dev". The train reviews are shuffled once
+    (fixed seed); the last ``splits.IMDB_DEV`` openings of that order are "dev", the others "train".
     The DPO paper cuts 2-8 *tokens*; we cut whole words so the prefix is tokenizer-independent.
     """
+    from udasa.data.splits import IMDB_DEV
+
+    if split not in ("train", "dev", "test"):
+        raise ValueError(f"IMDb split must be 'train', 'dev' or 'test', got {split!r}")
     rng = random.Random(seed)
-    rows = imdb(split)
+    rows = imdb("test" if split == "test" else "train")
     rng.shuffle(rows)
-    if n is not None:
-        rows = rows[:n]
     out = []
     for r in rows:
         k = rng.randint(min_words, max_words)
         out.append({"id": r["id"], "prompt": " ".join(r["text"].split()[:k]), "label": r["label"]})
-    return out
+    if split != "test":
+        out = out[:-IMDB_DEV] if split == "train" else out[-IMDB_DEV:]
+    return out[:n] if n is not None else out
 
 
 def load_prompts(name: str) -> list[dict]:
@@ -129,6 +135,6 @@ def load_prompts(name: str) -> list[dict]:
         return [{"id": r["id"], "prompt": r["prompt"]} for r in advbench()]
     if name in ("self-instruct-seed", "self-instruct-user"):
         return [{"id": r["id"], "prompt": r["prompt"]} for r in self_instruct(name.rsplit("-", 1)[1])]
-    if name in ("imdb-train", "imdb-test"):  # review openings to continue, not questions
+    if name in ("imdb-train", "imdb-dev", "imdb-test"):  # review openings to continue, not questions
         return [{**r, "format": "plain"} for r in imdb_prefixes(name.split("-")[1])]
     raise ValueError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")

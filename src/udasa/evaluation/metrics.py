@@ -66,6 +66,38 @@ def sequence_kl(policy_logprobs: Sequence[float], reference_logprobs: Sequence[f
     return float(sum(policy_logprobs) - sum(reference_logprobs))
 
 
+def _words(text: str) -> list[str]:
+    return text.lower().split()
+
+
+def distinct_n(text: str, n: int = 2) -> float | None:
+    """Share of distinct word n-grams among a response's n-grams (Li et al. 2016); None below n + 1 words.
+    A policy that collapses onto a few phrases repeats n-grams and scores low."""
+    w = _words(text)
+    grams = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
+    return len(set(grams)) / len(grams) if len(grams) >= 2 else None
+
+
+def repetition_rate(text: str, n: int = 3) -> float | None:
+    """Share of a response's word n-grams that already occurred earlier in it (0 = no repeats);
+    None below n + 1 words. Catches loops like "great great great ..."."""
+    w = _words(text)
+    grams = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
+    if len(grams) < 2:
+        return None
+    seen, repeats = set(), 0
+    for g in grams:
+        repeats += g in seen
+        seen.add(g)
+    return repeats / len(grams)
+
+
+def degeneration(text: str) -> dict:
+    """The per-item degeneration metrics every generation task reports (reward hacking shows here)."""
+    d2, rep = distinct_n(text, 2), repetition_rate(text, 3)
+    return {"distinct_2": None if d2 is None else round(d2, 4), "repetition": None if rep is None else round(rep, 4)}
+
+
 def win(score: float, baseline_score: float) -> float:
     """Pairwise win against a baseline response: 1 win, 0.5 tie, 0 loss."""
     if math.isclose(score, baseline_score, rel_tol=0, abs_tol=1e-9):

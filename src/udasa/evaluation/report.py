@@ -112,9 +112,10 @@ def write_report(runs: list[str], out: str, labels: list[str] | None = None) -> 
         png = _plot_task(loaded, task, metric_names, outdir)
         if png:
             lines += [f"![{task}]({png})", ""]
-    if any("sentiment" in r["metrics"]["tasks"] for r in loaded):
-        png = _plot_reward_kl(loaded, outdir)
-        lines += ["## Controlled sentiment: reward vs KL", "", f"![reward vs KL]({png})", ""]
+    for task in tasks:  # every task that measures both a reward and the KL to the reference
+        if any({"reward", "kl"} <= set(r["metrics"]["tasks"].get(task, {}).get("metrics", {})) for r in loaded):
+            png = _plot_reward_kl(loaded, outdir, task)
+            lines += [f"## {task}: reward vs KL", "", f"![reward vs KL]({png})", ""]
     lines += _evaluator_section(loaded)
     path = outdir / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
@@ -164,11 +165,11 @@ def _plot_task(loaded: list[dict], task: str, metric_names: list[str], outdir: P
     return name
 
 
-def _plot_reward_kl(loaded: list[dict], outdir: Path) -> str:
+def _plot_reward_kl(loaded: list[dict], outdir: Path, task: str) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     for i, r in enumerate(loaded):
-        ms = r["metrics"]["tasks"].get("sentiment", {}).get("metrics", {})
+        ms = r["metrics"]["tasks"].get(task, {}).get("metrics", {})
         rw, kl = ms.get("reward"), ms.get("kl")
         if not rw or not kl or rw.get("mean") is None or kl.get("mean") is None:
             continue
@@ -176,10 +177,12 @@ def _plot_reward_kl(loaded: list[dict], outdir: Path) -> str:
                     yerr=[[rw["mean"] - rw["ci_low"]], [rw["ci_high"] - rw["mean"]]], fmt="o", color=f"C{i}",
                     capsize=3, label=r["label"])
     ax.set_xlabel("sequence KL to the reference (nats)")
-    ax.set_ylabel("VADER compound reward")
+    ax.set_ylabel("reward")
+    ax.set_title(task, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(outdir / "reward_vs_kl.png", dpi=110)
+    name = f"reward_vs_kl-{task}.png"
+    fig.savefig(outdir / name, dpi=110)
     plt.close(fig)
-    return "reward_vs_kl.png"
+    return name

@@ -10,9 +10,8 @@ of the last user turn x and the response y; the product term lets the reward dep
 prompt). Bradley-Terry: P(chosen > rejected) = sigmoid(r(x, y_c) - r(x, y_r)), fitted as an
 L2-regularised logistic regression without intercept on feature differences (both orientations).
 
-Split (fixed, by a salted hash of the pair id): 60% train the reward models, 20% measure their
-held-out pairwise accuracy, 20% are left for policy training prompts. `evaluator_ids()` lists
-everything the evaluators use, so the pipeline can keep those prompts out of training.
+Split (fixed, by a salted hash of the pair id; the rules live in `udasa.data.splits`): 40% train the
+reward models, 20% measure their held-out pairwise accuracy, 40% are left for policy training prompts.
 """
 from __future__ import annotations
 
@@ -25,40 +24,12 @@ from typing import Sequence
 
 import numpy as np
 
+from udasa.data.splits import HH_SPLIT_RULE, HH_SPLIT_SALT, HH_SUBSETS, hh_split
 from udasa.models import DEFAULT_EMBEDDER, cache_dir, load_embedder, model_fingerprint
 
-SUBSETS = ("harmless", "helpful")
-SPLIT_SALT = "udasa-hh-split-v1"
+SUBSETS = HH_SUBSETS
 FEATURES_VERSION = "bt-minilm-v1"  # bump when phi or the fitting changes: invalidates the cache
 C_GRID = (0.01, 0.1, 1.0, 10.0)
-
-
-def hh_split(pair_id: str) -> str:
-    """'rm-train' (60%), 'rm-test' (20%) or 'policy' (20%) for an HH-RLHF pair id; fixed forever."""
-    b = int.from_bytes(hashlib.sha256(f"{SPLIT_SALT}\x00{pair_id}".encode()).digest()[:8], "little") % 10
-    return "rm-train" if b < 6 else ("rm-test" if b < 8 else "policy")
-
-
-def _ids(part: str | tuple[str, ...]) -> set[str]:
-    from udasa.data import hh_rlhf
-
-    parts = (part,) if isinstance(part, str) else part
-    return {r["id"] for s in SUBSETS for r in hh_rlhf(s) if hh_split(r["id"]) in parts}
-
-
-def rm_train_ids() -> set[str]:
-    """HH-RLHF pair ids whose human labels train the evaluator reward models."""
-    return _ids("rm-train")
-
-
-def evaluator_ids() -> set[str]:
-    """All HH-RLHF ids the evaluators touch (train + held-out test); keep them out of policy training."""
-    return _ids(("rm-train", "rm-test"))
-
-
-def policy_hh_ids() -> set[str]:
-    """HH-RLHF ids reserved for policy training prompts (disjoint from `evaluator_ids`)."""
-    return _ids("policy")
 
 
 def features(prompts: Sequence[str], responses: Sequence[str], embedder=None, batch_size: int = 64) -> np.ndarray:
@@ -101,17 +72,19 @@ class RewardModel:
     name: str
     weights: np.ndarray
     meta: dict
+    device: str = "cpu"  # where the embedder under the head runs
 
     def score(self, prompts: Sequence[str], responses: Sequence[str], embedder=None) -> list[float]:
         if not responses:
             return []
-        return [float(v) for v in features(prompts, responses, embedder) @ self.weights]
+        emb = embedder or load_embedder(self.meta.get("embedder", DEFAULT_EMBEDDER), self.device)
+        return [float(v) for v in features(prompts, responses, emb) @ self.weights]
 
 
 def _data_fingerprint() -> str:
     from udasa.data import DATA_DIR
 
-    h = hashlib.sha256(f"{FEATURES_VERSION}\x00{SPLIT_SALT}".encode())
+    h = hashlib.sha256(f"{FEATURES_VERSION}\x00{HH_SPLIT_SALT}\x00{HH_SPLIT_RULE}".encode())
     for s in SUBSETS:
         h.update((DATA_DIR / "hh_rlhf" / f"{s}-base_test.jsonl.gz").read_bytes())
     return h.hexdigest()[:16]
@@ -124,7 +97,7 @@ def rm_cache_dir(embedder_name: str = DEFAULT_EMBEDDER, max_pairs: int | None = 
 
 
 def train_reward_models(embedder_name: str = DEFAULT_EMBEDDER, out: Path | None = None,
-                        max_pairs: int | None = None) -> dict[str, RewardModel]:
+                        max_pairs: int | None = None, device: str = "cpu") -> dict[str, RewardModel]:
     """Fit both heads on the rm-train split, measure them on rm-test, save safetensors + JSON metadata.
 
     ``max_pairs`` caps the pairs per split and subset (quick tests only: weaker heads, own cache key).
@@ -135,7 +108,7 @@ def train_reward_models(embedder_name: str = DEFAULT_EMBEDDER, out: Path | None 
     from udasa.evaluation.metrics import summarize
 
     out = out or rm_cache_dir(embedder_name, max_pairs)
-    emb = load_embedder(embedder_name)
+    emb = load_embedder(embedder_name, device)
     t0 = time.time()
     feats = {}
     for s in SUBSETS:
@@ -158,23 +131,23 @@ def train_reward_models(embedder_name: str = DEFAULT_EMBEDDER, out: Path | None 
             "train_accuracy": summarize(pairwise_accuracy(w, *feats[s, "rm-train"]))["mean"],
             "max_pairs": max_pairs, "C": c, "features": FEATURES_VERSION, "embedder": embedder_name,
             "embedder_fingerprint": model_fingerprint(embedder_name), "data_fingerprint": _data_fingerprint(),
-            "split": "sha256(salt, id) % 10: 0-5 rm-train, 6-7 rm-test, 8-9 policy",
+            "split": HH_SPLIT_RULE,
             "embed_seconds_all_heads": round(t_embed, 1), "fit_seconds": round(time.time() - t1, 1),
         }
         out.mkdir(parents=True, exist_ok=True)
         save_file({"weights": w}, str(out / f"{s}_rm.safetensors"))
         (out / f"{s}_rm.json").write_text(json.dumps(meta, indent=2) + "\n")
-        models[s] = RewardModel(f"{s}_rm", w, meta)
+        models[s] = RewardModel(f"{s}_rm", w, meta, device)
     return models
 
 
-def load_reward_models(embedder_name: str = DEFAULT_EMBEDDER,
-                       max_pairs: int | None = None) -> dict[str, RewardModel]:
+def load_reward_models(embedder_name: str = DEFAULT_EMBEDDER, max_pairs: int | None = None,
+                       device: str = "cpu") -> dict[str, RewardModel]:
     """The two evaluator heads ({'harmless', 'helpful'}), trained on first use (minutes) and cached."""
     from safetensors.numpy import load_file
 
     d = rm_cache_dir(embedder_name, max_pairs)
     if not all((d / f"{s}_rm.safetensors").exists() and (d / f"{s}_rm.json").exists() for s in SUBSETS):
-        return train_reward_models(embedder_name, d, max_pairs)
+        return train_reward_models(embedder_name, d, max_pairs, device)
     return {s: RewardModel(f"{s}_rm", load_file(str(d / f"{s}_rm.safetensors"))["weights"],
-                           json.loads((d / f"{s}_rm.json").read_text())) for s in SUBSETS}
+                           json.loads((d / f"{s}_rm.json").read_text()), device) for s in SUBSETS}

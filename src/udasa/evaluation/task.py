@@ -2,13 +2,14 @@
 
 A task names its data set, its kind (``generate``: the model answers, then each answer is scored;
 ``loglik``: teacher-forced log-likelihoods of given answers), its default size, decoding budget,
-two hooks (``items`` and ``score``, as ``module:function``) and its metrics. Bump ``version`` when
-anything that changes the numbers changes; stored generations from another version are not reused.
+what it ``needs`` from the run (`NEEDS`), two hooks (``items`` and ``score``, as ``module:function``),
+its metrics and the ``headline`` metrics a run report shows. Bump ``version`` when anything that
+changes the numbers changes; stored generations from another version are not reused.
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -16,6 +17,9 @@ import yaml
 from udasa.errors import InputError
 
 TASK_DIR = Path(__file__).parent / "tasks"
+# what a task can ask of the run: the reference model (KL, baseline answers), the base model's answers
+# to the same prompts (win rate; an eval folder given as `baseline`), the evaluator reward models
+NEEDS = ("reference_model", "baseline_generations", "reward_models")
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,21 @@ class TaskSpec:
     hooks: dict
     metrics: tuple[Metric, ...]
     format: str = "chat"
+    needs: tuple[str, ...] = ()
+    headline: tuple[str, ...] = ()
     max_new_tokens: int = 64
     temperature: float | None = None  # fixed by the task (sentiment samples); None = follow --sample
     path: str = ""
-    raw: dict = field(default_factory=dict, compare=False)
 
-    def hook(self, which: str):
+    def hook(self, which: str, allow_external: bool = False):
+        """The hook function. Only functions inside the ``udasa`` package are imported unless
+        ``allow_external`` (``--allow-task-code``): a task file from elsewhere must not run code silently."""
         ref = self.hooks[which]
         mod, _, fn = ref.partition(":")
+        if not (mod == "udasa" or mod.startswith("udasa.")) and not allow_external:
+            raise InputError(f"hook '{ref}' is outside the udasa package; pass --allow-task-code (eval config "
+                             "allow_task_code: true) to run code named by a task file", path=self.path,
+                             field=f"hooks.{which}")
         try:
             return getattr(importlib.import_module(mod), fn)
         except (ImportError, AttributeError) as e:
@@ -66,7 +77,7 @@ def load_task(name_or_path: str) -> TaskSpec:
     if not isinstance(raw, dict):
         raise InputError("a task file must be a YAML mapping", path=p)
     known = {"name", "version", "dataset", "kind", "size", "hooks", "metrics", "format", "max_new_tokens",
-             "temperature"}
+             "temperature", "needs", "headline"}
     for k in raw:
         if k not in known:
             raise InputError(f"unknown key (known: {', '.join(sorted(known))})", path=p, field=k)
@@ -85,7 +96,13 @@ def load_task(name_or_path: str) -> TaskSpec:
         if not isinstance(m, dict) or not isinstance(m.get("higher_is_better"), bool):
             raise InputError("needs higher_is_better: true|false", path=p, field=f"metrics.{name}")
         metrics.append(Metric(name, m["higher_is_better"], str(m.get("doc", ""))))
+    needs, headline = raw.get("needs") or [], raw.get("headline") or []
+    if not isinstance(needs, list) or any(n not in NEEDS for n in needs):
+        raise InputError(f"must be a list drawn from {', '.join(NEEDS)}", path=p, field="needs")
+    if not isinstance(headline, list) or any(h not in raw["metrics"] for h in headline):
+        raise InputError("must be a list of the task's metric names", path=p, field="headline")
     return TaskSpec(name=raw["name"], version=raw["version"], dataset=raw["dataset"], kind=raw["kind"],
                     size=raw["size"], hooks=raw["hooks"], metrics=tuple(metrics), format=raw.get("format", "chat"),
+                    needs=tuple(needs), headline=tuple(headline),
                     max_new_tokens=int(raw.get("max_new_tokens", 64)), temperature=raw.get("temperature"),
-                    path=p, raw=raw)
+                    path=p)

@@ -18,7 +18,7 @@ import copy
 
 import torch
 
-from udasa.sampling.logprobs import continuation_logprobs
+from udasa.sampling.logprobs import continuation_logprobs, continue_from_cache
 
 PREAMBLE = (
     "Q: What is human life expectancy in the United States?\n"
@@ -55,10 +55,11 @@ class ChoiceScorer:
         from transformers import DynamicCache
 
         self.model, self.tok = model, tokenizer
+        self.device = next(model.parameters()).device
         self.prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
         self.cache = DynamicCache(config=model.config)
         with torch.inference_mode():
-            model(input_ids=torch.tensor([self.prefix_ids]), cache=self.cache, use_cache=True, logits_to_keep=1)
+            model(input_ids=torch.tensor([self.prefix_ids], device=self.device), cache=self.cache, use_cache=True, logits_to_keep=1)
         self.fallbacks = 0
 
     @torch.inference_mode()
@@ -73,29 +74,12 @@ class ChoiceScorer:
             return [float(sum(x)) for x in lps]
         q = ctx[p:]
         cache = copy.deepcopy(self.cache)
-        out = self.model(input_ids=torch.tensor([q]), position_ids=torch.arange(p, p + len(q)).unsqueeze(0),
+        dev = self.device
+        out = self.model(input_ids=torch.tensor([q], device=dev), position_ids=torch.arange(p, p + len(q), device=dev)[None],
                          cache=cache, use_cache=True, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each choice's first token
-        conts = [k for _, k in pairs]
-        k, width, base = len(conts), max(len(c) for c in conts), p + len(q)
-        cache.batch_repeat_interleave(k)
-        ids = torch.full((k, width), self.tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((k, base + width), dtype=torch.long)
-        mask[:, :base] = 1
-        for r, c in enumerate(conts):
-            ids[r, :len(c)] = torch.tensor(c)
-            mask[r, base:base + len(c)] = 1
-        pos = torch.arange(base, base + width).unsqueeze(0).expand(k, -1)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
-                            use_cache=True).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)  # position j predicts token j + 1
-        totals = []
-        for r, c in enumerate(conts):
-            s = float(first[c[0]])
-            if len(c) > 1:
-                s += float(logp[r, torch.arange(len(c) - 1), torch.tensor(c[1:])].sum())
-            totals.append(s)
-        return totals
+        lps = continue_from_cache(self.model, cache, out.logits[0, -1], [k for _, k in pairs],
+                                  pad_id=self.tok.pad_token_id)
+        return [float(sum(x)) for x in lps]
 
 
 def score_item(scorer: ChoiceScorer, item: dict) -> dict:

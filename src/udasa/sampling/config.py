@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from udasa.device import check_device_name, check_dtype_name
 from udasa.errors import check_fields
 from udasa.models import DEFAULT_POLICY
 
@@ -24,6 +25,10 @@ class SampleConfig:
             the assistant header) with a warning; None = model context minus max_new_tokens.
         system_prompt: optional system message put before every prompt; None keeps the chat template's own.
         backend: "hf" (transformers, CPU/GPU) or "vllm" (optional extra, GPU).
+        device: where the policy runs: "auto" (the first CUDA device if any, else the CPU), "cpu", "cuda",
+            "cuda:N"; a recipe's top-level ``device`` fills it.
+        dtype: weights' dtype: "auto" (bfloat16 on a capable GPU, else float32), "float32", "bfloat16",
+            "float16"; a recipe's top-level ``dtype`` fills it.
         keep_token_logprobs: store every token's log-prob (needed by the factual estimator's token view).
         trust_remote_code: passed to transformers; off unless you ask.
     """
@@ -38,6 +43,8 @@ class SampleConfig:
     max_prompt_tokens: int | None = None
     system_prompt: str | None = None
     backend: str = "hf"
+    device: str = "auto"
+    dtype: str = "auto"
     keep_token_logprobs: bool = True
     trust_remote_code: bool = False
 
@@ -52,10 +59,12 @@ class SampleConfig:
             (self.backend in ("hf", "vllm"), "backend", "must be 'hf' or 'vllm'"),
         ]
         check_fields(self, checks)
+        check_device_name(self.device)
+        check_dtype_name(self.dtype)
 
     def settings(self) -> dict:
         """The fields that change what is sampled (recorded in every output record)."""
         d = asdict(self)
-        for k in ("batch_size", "backend", "keep_token_logprobs", "trust_remote_code"):
+        for k in ("batch_size", "backend", "keep_token_logprobs", "trust_remote_code", "device"):
             d.pop(k)
         return d

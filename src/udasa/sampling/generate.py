@@ -4,6 +4,11 @@ Why our own loop instead of ``model.generate``: we need the temperature-1 log-pr
 sampled token (read from the same logits that drove the sampling, no second forward pass),
 reproducible draws per (prompt, sample) whatever the batch composition, a prompt prefilled
 once and shared by its n samples, and finished rows dropped from the batch as they end.
+
+Random numbers are counter-based: the uniform number that draws token t of a row is a hash of
+(the row's seed, t), computed with integer tensor ops on the model's device. Draws therefore do
+not depend on which rows share a batch, need no per-row generator objects (no Python work per
+row and step), and are the same integers on every device.
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers.cache_utils import DynamicLayer
+
+_MASK32 = 0xFFFFFFFF
 
 
 @dataclass
@@ -27,20 +34,46 @@ def sample_seed(seed: int, prompt_id: str, index: int) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def pick_tokens(logits: torch.Tensor, temperature: float, top_p: float,
-                generators: list[torch.Generator] | None, candidates: int = 256) -> torch.Tensor:
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2**32 for x in [0, 2**32), split in 16-bit halves so no int64 product overflows."""
+    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _MASK32
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer finaliser (Wellons' "lowbias32"): every input bit flips about half the output bits."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def counter_uniform(keys: torch.Tensor, step: int) -> torch.Tensor:
+    """One uniform number in [0, 1) per row (float64, 53 random bits) from its 63-bit seed and the step.
+
+    A pure function of (key, step): the same on CPU and GPU and for any batch the row sits in.
+    """
+    lo, hi = keys & _MASK32, (keys >> 32) & _MASK32
+    s = _mix32(torch.full_like(lo, (step * 0x9E3779B9 + 0x7F4A7C15) & _MASK32))
+    h1 = _mix32(lo ^ _mix32(hi ^ s))
+    h2 = _mix32(h1 ^ 0x85EBCA6B)
+    return ((h1 >> 5) * (1 << 26) + (h2 >> 6)).to(torch.float64) * 2.0 ** -53
+
+
+def pick_tokens(logits: torch.Tensor, temperature: float, top_p: float, u: torch.Tensor | None = None,
+                candidates: int = 256) -> torch.Tensor:
     """Choose one token per row: greedy at temperature 0, else nucleus sampling by inverse CDF.
 
-    Each row draws its uniform number from its own generator, so a row's tokens do not depend
-    on which other rows share the batch. Sorting the whole vocabulary is the sampler's largest
-    cost after the model itself, so each row sorts only its top ``candidates`` tokens when those
-    already hold ``top_p`` of the mass (exactly the same nucleus), then 16x as many; only rows
-    whose nucleus is wider still sort everything.
+    ``u`` holds each row's uniform number (from `counter_uniform`; None draws from torch's global
+    generator). Sorting the whole vocabulary is the sampler's largest cost after the model itself,
+    so each row sorts only its top ``candidates`` tokens when those already hold ``top_p`` of the
+    mass (exactly the same nucleus), then 16x as many; only rows whose nucleus is wider still sort
+    everything.
     """
     if temperature <= 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
-    u = torch.stack([torch.rand((), generator=g) for g in generators]) if generators else torch.rand(len(logits))
+    u = torch.rand(len(logits), dtype=torch.float64, device=logits.device) if u is None else u.to(logits.device)
     vocab = probs.shape[-1]
     out = torch.empty(len(probs), dtype=torch.long, device=probs.device)
     rows = torch.arange(len(probs), device=probs.device)
@@ -50,7 +83,8 @@ def pick_tokens(logits: torch.Tensor, temperature: float, top_p: float,
             continue
         sub = probs if len(rows) == len(probs) else probs[rows]
         sorted_p, order = sub.topk(k, dim=-1) if k < vocab else sub.sort(dim=-1, descending=True)
-        fits = sorted_p.sum(-1) >= top_p if k < vocab else torch.ones(len(rows), dtype=torch.bool)
+        fits = sorted_p.sum(-1) >= top_p if k < vocab else torch.ones(len(rows), dtype=torch.bool,
+                                                                        device=probs.device)
         if bool(fits.any()):
             out[rows[fits]] = _nucleus_draw(sorted_p[fits], order[fits], u[rows[fits]], top_p)
         rows = rows[~fits]
@@ -166,11 +200,14 @@ def generate(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int,
     """Sample ``n`` continuations for each tokenized prompt. Returns ``[prompt][sample]``.
 
     Each prompt is prefilled once, alone, into the left-padded cache rows of its ``n`` samples.
-    ``seeds[i][j]`` seeds sample j of prompt i (None: torch's global generator).
+    ``seeds[i][j]`` seeds sample j of prompt i (None: torch's global generator). Tokens and
+    log-probs stay in tensors on the model's device until the end: the loop does no work per row.
     """
     device = next(model.parameters()).device
     width = max(len(p) for p in prompt_ids)
-    attn = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+    rows = len(prompt_ids) * n
+    # the mask of every position a row will ever attend to; each step passes the filled prefix
+    attn = torch.zeros((len(prompt_ids), width + max_new_tokens), dtype=torch.long)
     for i, p in enumerate(prompt_ids):
         attn[i, width - len(p):] = 1
     attn = attn.to(device)
@@ -178,30 +215,29 @@ def generate(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int,
     if cache.layers and all(isinstance(layer, _PreallocatedLayer) for layer in cache.layers):
         logits = _prefill_each(model, cache, prompt_ids, n, device)
     else:
-        logits = _prefill_padded(model, cache, prompt_ids, n, attn, pad_id)
+        logits = _prefill_padded(model, cache, prompt_ids, n, attn[:, :width], pad_id)
     attn = attn.repeat_interleave(n, dim=0)
-    next_pos = attn.sum(-1)  # position of the next token in each row
+    next_pos = attn[:, :width].sum(-1)  # position of the next token in each row
 
-    rows = len(prompt_ids) * n
-    results = [Generation() for _ in range(rows)]
-    gens = None
+    keys = None
     if seeds is not None and temperature > 0:
-        gens = [torch.Generator().manual_seed(s) for per in seeds for s in per]
-    alive = torch.arange(rows)  # global row index of each live batch row
+        keys = torch.tensor([s for per in seeds for s in per], dtype=torch.long, device=device)
+    tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logps = torch.zeros((rows, max_new_tokens), dtype=torch.float32, device=device)
+    lengths = torch.full((rows,), max_new_tokens, dtype=torch.long, device=device)
+    stopped = torch.zeros(rows, dtype=torch.bool, device=device)
+    alive = torch.arange(rows, device=device)  # global row index of each live batch row
     stop = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
 
     for step in range(max_new_tokens):
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        tok = pick_tokens(logits, temperature, top_p, [gens[i] for i in alive.tolist()] if gens else None)
-        tok_logp = logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
+        logits = logits.float()
+        tok = pick_tokens(logits, temperature, top_p, counter_uniform(keys[alive], step) if keys is not None else None)
+        tokens[alive, step] = tok
+        logps[alive, step] = logits.gather(-1, tok.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
         done = torch.isin(tok, stop)
-        for r, t, lp, d in zip(alive.tolist(), tok.tolist(), tok_logp.tolist(), done.tolist()):
-            g = results[r]
-            if d:
-                g.finish_reason = "stop"
-            else:
-                g.token_ids.append(t)
-                g.token_logprobs.append(lp)
+        ended = alive[done]
+        lengths[ended] = step  # the end-of-turn token is not part of the response
+        stopped[ended] = True
         if step == max_new_tokens - 1:
             break
         keep = (~done).nonzero().squeeze(-1)
@@ -209,11 +245,13 @@ def generate(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int,
             break
         if keep.numel() < len(alive):
             cache.batch_select_indices(keep)
-            alive, tok, attn, next_pos = alive[keep.cpu()], tok[keep], attn[keep], next_pos[keep]
-        attn = torch.cat([attn, attn.new_ones((len(alive), 1))], dim=-1)
-        out = model(input_ids=tok.unsqueeze(-1), attention_mask=attn, position_ids=next_pos.unsqueeze(-1),
-                    cache=cache, use_cache=True)
+            alive, tok, attn, next_pos = alive[keep], tok[keep], attn[keep], next_pos[keep]
+        out = model(input_ids=tok.unsqueeze(-1), attention_mask=attn[:, :width + step + 1],
+                    position_ids=next_pos.unsqueeze(-1), cache=cache, use_cache=True)
         next_pos = next_pos + 1
         logits = out.logits[:, -1, :]
 
+    tokens, logps = tokens.cpu().tolist(), logps.cpu().tolist()
+    results = [Generation(tokens[r][:k], logps[r][:k], "stop" if s else "length")
+               for r, (k, s) in enumerate(zip(lengths.tolist(), stopped.tolist()))]
     return [results[i * n:(i + 1) * n] for i in range(len(prompt_ids))]

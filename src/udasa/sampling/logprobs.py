@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from udasa.sampling.sampler import chat_token_ids
+from udasa.policy import chat_token_ids
 
 
 @torch.inference_mode()
@@ -39,6 +39,62 @@ def continuation_logprobs(model, contexts: list[list[int]], continuations: list[
             c = len(contexts[i])
             out[i] = tok_lp[r, c - 1:c - 1 + len(continuations[i])].tolist()
     return out
+
+
+@torch.inference_mode()
+def continue_from_cache(model, cache, last_logits: torch.Tensor, continuations: list[list[int]], *,
+                        pad_id: int) -> list[list[float]]:
+    """Per-token log-probs of several continuations of one context already in ``cache``.
+
+    ``last_logits`` are the context's last-position logits (they predict each continuation's first
+    token); the cache is repeated once per continuation and all continuations run as one
+    right-padded batch. The cache is consumed (extended in place).
+    """
+    out: list[list[float]] = [[] for _ in continuations]
+    idx = [i for i, c in enumerate(continuations) if c]
+    if not idx:
+        return out
+    device = last_logits.device
+    first = torch.log_softmax(last_logits.float(), dim=-1)
+    conts = [continuations[i] for i in idx]
+    k, width, base = len(conts), max(len(c) for c in conts), cache.get_seq_length()
+    if width > 1:
+        cache.batch_repeat_interleave(k)
+        ids = torch.full((k, width - 1), pad_id, dtype=torch.long)
+        mask = torch.zeros((k, base + width - 1), dtype=torch.long)
+        mask[:, :base] = 1
+        for r, c in enumerate(conts):  # feed all but the last token: position j predicts token j + 1
+            ids[r, :len(c) - 1] = torch.tensor(c[:-1])
+            mask[r, base:base + len(c) - 1] = 1
+        pos = torch.arange(base, base + width - 1, device=device).unsqueeze(0).expand(k, -1)
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos, cache=cache,
+                       use_cache=True).logits.float()
+        targets = torch.full((k, width - 1), 0, dtype=torch.long)
+        for r, c in enumerate(conts):
+            targets[r, :len(c) - 1] = torch.tensor(c[1:])
+        tok_lp = (logits.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1)
+                  - torch.logsumexp(logits, dim=-1)).tolist()
+    for r, (i, c) in enumerate(zip(idx, conts)):
+        out[i] = [float(first[c[0]])] + (tok_lp[r][:len(c) - 1] if len(c) > 1 else [])
+    return out
+
+
+@torch.inference_mode()
+def shared_prefix_logprobs(model, context: list[int], continuations: list[list[int]], *,
+                           pad_id: int) -> list[list[float]]:
+    """log p of each continuation's tokens after one shared ``context``, which runs once.
+
+    The same numbers as `continuation_logprobs` on (context, continuation) pairs, for the price of one
+    context instead of one per continuation (validation items, the contrastive judge).
+    """
+    from transformers import DynamicCache
+
+    if not any(continuations):
+        return [[] for _ in continuations]
+    device = next(model.parameters()).device
+    cache = DynamicCache(config=model.config)
+    out = model(input_ids=torch.tensor([context], device=device), cache=cache, use_cache=True, logits_to_keep=1)
+    return continue_from_cache(model, cache, out.logits[0, -1], continuations, pad_id=pad_id)
 
 
 def response_logprobs(model, tokenizer, messages: list[list[dict]], responses: list[str], *,

@@ -1,6 +1,8 @@
 """The sampling stage: prompts in, one JSONL record of n responses per prompt out (resumable)."""
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import os
 import warnings
@@ -12,97 +14,29 @@ from tqdm.auto import tqdm
 from udasa.errors import InputError
 from udasa.faults import failpoint
 from udasa.io import JsonlAppender
-from udasa.models import load_policy, model_fingerprint
+from udasa.models import model_fingerprint
+from udasa.policy import Policy
 from udasa.sampling.config import SampleConfig
-from udasa.sampling.generate import generate, sample_seed
+from udasa.sampling.generate import sample_seed
 from udasa.sampling.prompts import read_prompts
+from udasa.sampling.records import sample_record
 
 WINDOW_BATCHES = 8  # prompts are sorted by length within a window of this many batches (less padding)
 
 
-def chat_token_ids(tokenizer, messages: list[dict], system_prompt: str | None = None) -> list[int]:
-    if system_prompt is not None and messages[0]["role"] != "system":
-        messages = [{"role": "system", "content": system_prompt}] + messages
-    if getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if not isinstance(ids, list):  # transformers 5 returns a BatchEncoding
-            ids = ids["input_ids"]
-        return list(ids)
-    # no chat template: plain concatenation of the turns
-    return tokenizer("\n\n".join(m["content"] for m in messages))["input_ids"]
-
-
-def stop_token_ids(tokenizer, model) -> set[int]:
-    ids = set()
-    for src in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
-        if isinstance(src, int):
-            ids.add(src)
-        elif isinstance(src, (list, tuple)):
-            ids.update(int(i) for i in src)
-    for tok in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>"):
-        tid = tokenizer.convert_tokens_to_ids(tok) if tok in tokenizer.get_vocab() else None
-        if isinstance(tid, int):
-            ids.add(tid)
-    return ids
-
-
-class Policy:
-    """A loaded model with its tokenizer, and the one method the pipeline needs from it."""
-
-    def __init__(self, model_name: str, trust_remote_code: bool = False, model=None, tokenizer=None):
-        self.name = model_name
-        if model is None:
-            model, tokenizer = load_policy(model_name, trust_remote_code=trust_remote_code)
-        self.model, self.tokenizer = model, tokenizer
-        self.stop_ids = stop_token_ids(tokenizer, model)
-        self.context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-        self.truncated = 0
-
-    def encode(self, messages: list[dict], cfg: SampleConfig, plain: bool = False) -> list[int]:
-        """Token ids of a chat prompt, or of the text itself when ``plain`` (a continuation prompt)."""
-        if plain:
-            ids = self.tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
-        else:
-            ids = chat_token_ids(self.tokenizer, messages, cfg.system_prompt)
-        limit = cfg.max_prompt_tokens or max(1, self.context - cfg.max_new_tokens)
-        if len(ids) > limit:
-            self.truncated += 1
-            warnings.warn(f"prompt of {len(ids)} tokens cut to its last {limit} (context {self.context})")
-            ids = ids[-limit:]
-        return ids
-
-    def respond(self, prompts: list[dict], cfg: SampleConfig) -> list[dict]:
-        """Sample ``cfg.n`` responses for each ``{id, prompt}`` or ``{id, messages}``; returns output records."""
-        prompts = [p if "messages" in p else {**p, "messages": [{"role": "user", "content": p["prompt"]}]}
-                   for p in prompts]
-        plain = [p.get("format") == "plain" for p in prompts]
-        encoded = [self.encode(p["messages"], cfg, pl) for p, pl in zip(prompts, plain)]
-        seeds = [[sample_seed(cfg.seed, p["id"], j) for j in range(cfg.n)] for p in prompts]
-        gens = generate(self.model, encoded, n=cfg.n, max_new_tokens=cfg.max_new_tokens,
-                        temperature=cfg.temperature, top_p=cfg.top_p, stop_ids=self.stop_ids,
-                        pad_id=self.tokenizer.pad_token_id, seeds=seeds)
-        records = []
-        for p, ids, samples, pl in zip(prompts, encoded, gens, plain):
-            lps = [[round(x, 5) for x in g.token_logprobs] for g in samples]
-            texts = [self.tokenizer.decode(g.token_ids, skip_special_tokens=True) for g in samples]
-            rec = {
-                "id": p["id"],
-                "prompt": p.get("prompt", p["messages"][-1]["content"]),
-                "messages": p["messages"],
-                # a continuation keeps its leading space: prompt + response is the text
-                "responses": texts if pl else [t.strip() for t in texts],
-                "num_tokens": [len(g.token_ids) for g in samples],
-                "logprob_sum": [round(sum(lp), 4) for lp in lps],
-                "logprob_mean": [round(sum(lp) / len(lp), 5) if lp else 0.0 for lp in lps],
-                "finish_reasons": [g.finish_reason for g in samples],
-                "prompt_tokens": len(ids),
-            }
-            if pl:
-                rec["format"] = "plain"
-            if cfg.keep_token_logprobs:
-                rec["token_logprobs"] = lps
-            records.append(rec)
-        return records
+def respond(policy: Policy, prompts: list[dict], cfg: SampleConfig) -> list[dict]:
+    """Sample ``cfg.n`` responses for each ``{id, prompt}`` or ``{id, messages}``; returns samples.jsonl records."""
+    prompts = [p if "messages" in p else {**p, "messages": [{"role": "user", "content": p["prompt"]}]}
+               for p in prompts]
+    encoded = [policy.encode(p["messages"], plain=p.get("format") == "plain", system_prompt=cfg.system_prompt,
+                             max_new_tokens=cfg.max_new_tokens, max_prompt_tokens=cfg.max_prompt_tokens,
+                             where=f"prompt {p['id']!r}") for p in prompts]
+    seeds = [[sample_seed(cfg.seed, p["id"], j) for j in range(cfg.n)] for p in prompts]
+    gens = policy.generate(encoded, seeds, n=cfg.n, max_new_tokens=cfg.max_new_tokens,
+                           temperature=cfg.temperature, top_p=cfg.top_p)
+    return [sample_record(p, ids, [policy.decode(g.token_ids) for g in samples],
+                          [g.token_logprobs for g in samples], [g.finish_reason for g in samples], cfg)
+            for p, ids, samples in zip(prompts, encoded, gens)]
 
 
 def _batches(prompts: Iterable[dict], per_batch: int, encode_len) -> Iterable[list[dict]]:
@@ -125,7 +59,7 @@ def sample(prompts: str | os.PathLike | Iterable[dict], out: str | os.PathLike, 
     """
     cfg = config or SampleConfig()
     if overrides:
-        cfg = SampleConfig(**{**cfg.__dict__, **overrides})
+        cfg = dataclasses.replace(cfg, **overrides)
     if cfg.backend == "vllm":
         from udasa.sampling.vllm_backend import sample_vllm
         return sample_vllm(prompts, out, cfg, progress=progress)
@@ -139,7 +73,7 @@ def sample(prompts: str | os.PathLike | Iterable[dict], out: str | os.PathLike, 
     else:
         source = read_prompts(prompts)
 
-    policy = policy or Policy(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    policy = policy or Policy(cfg.model, trust_remote_code=cfg.trust_remote_code, device=cfg.device, dtype=cfg.dtype)
     meta = {"model": cfg.model, "model_fingerprint": _fingerprint(cfg.model), "sampling": cfg.settings()}
     with JsonlAppender(out, key="id") as writer:
         _check_compatible(writer, meta, out)
@@ -147,7 +81,7 @@ def sample(prompts: str | os.PathLike | Iterable[dict], out: str | os.PathLike, 
         per_batch = max(1, cfg.batch_size // cfg.n)
         bar = tqdm(total=total, initial=len(writer.done), desc="sampling", unit="prompt", disable=not progress)
         for batch in _batches(pending, per_batch, lambda p: len(p["prompt"])):
-            records = policy.respond(batch, cfg)
+            records = respond(policy, batch, cfg)
             writer.write([{**r, **meta} for r in records])
             bar.update(len(batch))
             failpoint("sample.batch")

@@ -16,9 +16,11 @@ from udasa.errors import InputError
 from udasa.io import JsonlAppender
 from udasa.models import resolve_model_path
 from udasa.sampling.config import SampleConfig
+from udasa.policy import chat_token_ids, check_no_control_tokens
 from udasa.sampling.generate import sample_seed
 from udasa.sampling.prompts import read_prompts
-from udasa.sampling.sampler import _check_compatible, _fingerprint, chat_token_ids
+from udasa.sampling.records import sample_record
+from udasa.sampling.sampler import _check_compatible, _fingerprint
 
 
 def _import_vllm():
@@ -42,13 +44,13 @@ def sample_vllm(prompts: str | os.PathLike | Iterable[dict], out: str | os.PathL
         pending = [p for p in prompts if p["id"] not in writer.done]
         if not pending:
             return Path(out)
-        llm = vllm.LLM(model=path, seed=cfg.seed, trust_remote_code=cfg.trust_remote_code)
+        llm = vllm.LLM(model=path, seed=cfg.seed, trust_remote_code=cfg.trust_remote_code, dtype=cfg.dtype)
         tok = llm.get_tokenizer()
         context = llm.llm_engine.model_config.max_model_len
         limit = cfg.max_prompt_tokens or max(1, context - cfg.max_new_tokens)
         encoded = []
         for p in pending:
-            ids = chat_token_ids(tok, p["messages"], cfg.system_prompt)
+            ids = vllm_prompt_ids(tok, p, cfg)
             if len(ids) > limit:
                 warnings.warn(f"prompt of {len(ids)} tokens cut to its last {limit}")
                 ids = ids[-limit:]
@@ -67,23 +69,22 @@ def sample_vllm(prompts: str | os.PathLike | Iterable[dict], out: str | os.PathL
     return Path(out)
 
 
+def vllm_prompt_ids(tokenizer, prompt: dict, cfg: SampleConfig) -> list[int]:
+    """The same prompt tokens as the transformers backend: chat template, or the plain text as is."""
+    check_no_control_tokens(tokenizer, prompt["messages"], f"prompt {prompt['id']!r}")
+    if prompt.get("format") == "plain":
+        return tokenizer(prompt["messages"][-1]["content"], add_special_tokens=False)["input_ids"]
+    return chat_token_ids(tokenizer, prompt["messages"], cfg.system_prompt)
+
+
 def _record(p: dict, ids: list[int], out, cfg: SampleConfig) -> dict:
+    """vLLM's RequestOutput -> the native samples.jsonl record (`sample_record`)."""
     lps = []
     for c in out.outputs:
         # one {token_id: Logprob} dict per generated token; the sampled token is always included
-        lp = [round(step[t].logprob, 5) for t, step in zip(c.token_ids, c.logprobs or [])]
+        lp = [step[t].logprob for t, step in zip(c.token_ids, c.logprobs or [])]
         if c.finish_reason == "stop" and c.stop_reason is None and lp:
             lp = lp[:-1]  # stopped by the end-of-turn token: excluded, as the hf backend does
         lps.append(lp)
-    rec = {
-        "id": p["id"], "prompt": p["prompt"], "messages": p["messages"],
-        "responses": [c.text.strip() for c in out.outputs],
-        "num_tokens": [len(lp) for lp in lps],
-        "logprob_sum": [round(sum(lp), 4) for lp in lps],
-        "logprob_mean": [round(sum(lp) / len(lp), 5) if lp else 0.0 for lp in lps],
-        "finish_reasons": ["stop" if c.finish_reason == "stop" else "length" for c in out.outputs],
-        "prompt_tokens": len(ids),
-    }
-    if cfg.keep_token_logprobs:
-        rec["token_logprobs"] = lps
-    return rec
+    finish = ["stop" if c.finish_reason == "stop" else "length" for c in out.outputs]
+    return sample_record(p, ids, [c.text for c in out.outputs], lps, finish, cfg)

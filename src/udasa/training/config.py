@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from udasa.device import Placement, check_device_name, check_dtype_name
 from udasa.errors import InputError, check_fields
 from udasa.models import DEFAULT_POLICY
 
@@ -50,7 +51,12 @@ class TrainConfig:
             TRL's default, a reference model run at every step.
         ref_cache_dir: where the cache lives; None = ``$UDASA_CACHE/ref-logps``.
         precompute_batch_size: pairs per forward pass when filling the cache.
-        bf16: bfloat16 mixed precision (GPU); keep False on CPU.
+        device: where training runs: "auto" (the first CUDA device if any, else the CPU), "cpu", "cuda",
+            "cuda:N" (under ``train_launcher`` the launcher places the processes); a recipe's top-level
+            ``device`` fills it.
+        dtype: mixed-precision autocast over float32 master weights: "auto" (bfloat16 on a capable GPU,
+            float32 on the CPU), "float32" (no autocast), "bfloat16" or "float16"; a recipe's top-level
+            ``dtype`` fills it.
         activation_checkpointing: recompute activations in the backward pass to save memory (large models).
         record_batches: write, per stage and process, which pairs each process trained on and a hash of its
             final weights (``<stage>/batches.rank<k>.jsonl``); used by the distributed test.
@@ -82,7 +88,8 @@ class TrainConfig:
     ref_cache: bool = True
     ref_cache_dir: str | None = None
     precompute_batch_size: int = 8
-    bf16: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
     activation_checkpointing: bool = False
     record_batches: bool = False
     trust_remote_code: bool = False
@@ -106,6 +113,8 @@ class TrainConfig:
             (self.precompute_batch_size >= 1, "precompute_batch_size", "must be >= 1"),
         ]
         check_fields(self, checks)
+        check_device_name(self.device)
+        check_dtype_name(self.dtype)
         self.model = str(self.model)
         if isinstance(self.loss_type, str):
             self.loss_type = [self.loss_type]
@@ -119,9 +128,23 @@ class TrainConfig:
     def stage_value(self, stage: str, name: str):
         return self.stage_overrides.get(stage, {}).get(name, getattr(self, name))
 
+    def placement(self) -> Placement:
+        return Placement.of(self.device, self.dtype)
+
+    def precision_args(self) -> dict:
+        """The transformers `TrainingArguments` that put training on ``device`` with ``dtype`` autocast."""
+        import torch
+
+        p = self.placement()
+        on_gpu = p.device.type == "cuda"
+        if on_gpu and p.device.index:
+            torch.cuda.set_device(p.device)  # the Trainer uses the current device in a single process
+        return {"bf16": p.dtype == torch.bfloat16, "fp16": p.dtype == torch.float16, "dataloader_pin_memory": on_gpu,
+                # without a GPU, use_cpu lets torchrun / accelerate start gloo process groups (MULTI_CPU)
+                "use_cpu": not on_gpu}
+
     def dpo_config(self, stage: str, stage_index: int, output_dir: str | Path):
         """The TRL `DPOConfig` of one stage (heavy import, so only called when training)."""
-        import torch
         from trl import DPOConfig
 
         names = {f.name for f in dataclasses.fields(DPOConfig)}
@@ -141,11 +164,8 @@ class TrainConfig:
             logging_steps=self.logging_steps, save_strategy="steps", save_steps=self.save_steps,
             save_total_limit=1, seed=self.seed + stage_index, data_seed=self.seed + stage_index,
             precompute_ref_log_probs=self.ref_cache, precompute_ref_batch_size=self.precompute_batch_size,
-            bf16=self.bf16, activation_checkpointing=self.activation_checkpointing, report_to="none",
-            trust_remote_code=self.trust_remote_code, disable_tqdm=True,
-            dataloader_pin_memory=torch.cuda.is_available(),
-            # without a GPU, use_cpu lets torchrun / accelerate start gloo process groups (MULTI_CPU)
-            use_cpu=not torch.cuda.is_available(),
+            activation_checkpointing=self.activation_checkpointing, report_to="none",
+            trust_remote_code=self.trust_remote_code, disable_tqdm=True, **self.precision_args(),
         )
         kwargs.update(self.dpo_kwargs)
         return DPOConfig(**kwargs)

@@ -61,8 +61,8 @@ def train_best_of_n(scores_path: str | Path, out_dir: str | Path, config: TrainC
                      per_device_train_batch_size=cfg.per_device_train_batch_size,
                      gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_length=cfg.max_length,
                      lr_scheduler_type=cfg.lr_scheduler_type, logging_steps=cfg.logging_steps, save_strategy="no",
-                     seed=cfg.seed, bf16=cfg.bf16, report_to="none", disable_tqdm=True,
-                     use_cpu=not torch.cuda.is_available(), completion_only_loss=True)
+                     seed=cfg.seed, report_to="none", disable_tqdm=True, completion_only_loss=True,
+                     **cfg.precision_args())
     tok = AutoTokenizer.from_pretrained(initial, trust_remote_code=cfg.trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -67,7 +67,7 @@ def train(pairs_path: str | Path, out_dir: str | Path, config: TrainConfig | Non
     out = Path(out_dir)
     stages, initial = check_inputs(pairs_path, cfg)
     # the same process group the Trainer will use (gloo on CPU-only machines)
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = PartialState(cpu=cfg.placement().device.type == "cpu")
     data = {"pairs_file": str(pairs_path), "pairs_sha256": file_sha256(pairs_path),
             "stages": {s.name: {"pairs": len(s.pairs), "fingerprint": s.fingerprint()} for s in stages}}
     run = {"initial_model": str(initial), "initial_fingerprint": model_fingerprint(initial),

@@ -2,6 +2,8 @@
 
 See docs/method.md for the formulas and docs/architecture.md for the scores.jsonl schema.
 """
+import dataclasses
+
 from udasa.uncertainty.config import AXES, ScoreConfig
 from udasa.uncertainty.estimators import Estimator, FactualConsistency, SemanticDispersion, ValueConformance
 from udasa.uncertainty.scorer import Scorer, check_sample, score
@@ -12,7 +14,7 @@ def score_records(records: list[dict], config: ScoreConfig | None = None, **over
     """Score in-memory sample records (samples.jsonl dicts) without files; see `Scorer` to reuse the models."""
     cfg = config or ScoreConfig()
     if overrides:
-        cfg = ScoreConfig(**{**cfg.__dict__, **overrides})
+        cfg = dataclasses.replace(cfg, **overrides)
     return Scorer(cfg).score_records(records)
 
 

@@ -1,17 +1,15 @@
 """Configuration of the scoring stage."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
+from udasa.device import check_device_name, check_dtype_name
 from udasa.errors import InputError, check_fields
 from udasa.models import DEFAULT_EMBEDDER
+from udasa.uncertainty.specs import FACTUAL_GATES
 
 AXES = ("semantic", "factual", "value")
 NORMALIZATIONS = ("minmax", "rank", "none")
-
-
-def _equal_weights() -> dict[str, float]:
-    return {a: 1.0 for a in AXES}
 
 
 @dataclass
@@ -22,7 +20,9 @@ class ScoreConfig:
         spec: value spec for the value axis: a shipped name (safety, helpful, honest,
             positive-sentiment) or a path to a YAML spec of your own.
         weights: weight of each axis in u, keys semantic/factual/value; they are rescaled to sum to 1,
-            and a zero drops an axis from u (its components are still computed and written).
+            and a zero drops an axis from u (its components are still computed and written). None = the
+            weights `udasa validate --fit` wrote into the spec (fitted on human labels of the spec's dev
+            slice), else equal weights.
         normalization: how each axis is normalised within a prompt's sample set before weighting:
             "rank" (default, chosen by measurement on the validation dev slice), "minmax" or "none".
         embedder: sentence embedder (embedded name or a sentence-transformers folder); "bow" is a
@@ -36,18 +36,30 @@ class ScoreConfig:
         token_weight: share of the factual score from token confidence (1 - exp(mean log p)); the
             rest comes from the unsupported-sentence share.
         value_temperature: temperature T of the conformance sigmoid over the similarity margin.
+        contrast_weight: share of the contrastive estimator (the policy's mean log-prob of the response under
+            the spec's "follow" minus its "violate" instruction, docs/method.md) in P(conforms); 0 = the
+            embedding estimator alone, 1 = the contrastive one alone. None = the spec's fitted value, else 0.
+        contrast_temperature: temperature T of sigmoid(margin / T) that maps a contrastive margin (nats per
+            token) to a probability.
+        factual_gate: "value" lets token confidence count only as far as the response conforms to the spec
+            (F' = 1 - P(conforms) (1 - F)), so that a confident harmful answer is not "reliable"; "none" uses F
+            as it is. None = the spec's fitted value, else "none".
         use_policy_judge: also ask the policy "Does this response follow the principle?" and mix its
             P(Yes) into P(conforms); off by default (noise on the 135M model, see docs/RESULTS.md).
         judge_weight: weight of the judge's P(Yes) in P(conforms) when use_policy_judge is on.
         model: if set, samples from any other model are refused; also the judge's model (default:
             the model named in the samples).
+        device: where the embedder and the judge run ("auto", "cpu", "cuda", "cuda:N"); the bag-of-words
+            embedder always runs on the CPU. A recipe's top-level ``device`` fills it.
+        dtype: the judge's weights' dtype ("auto", "float32", "bfloat16", "float16"); a recipe's top-level
+            ``dtype`` fills it.
         batch_prompts: prompts scored per batch (their statistics are computed together).
         embed_batch_size: texts per embedder forward pass.
         judge_batch_size: sequences per judge forward pass.
     """
 
     spec: str = "safety"
-    weights: dict[str, float] = field(default_factory=_equal_weights)
+    weights: dict[str, float] | None = None
     normalization: str = "rank"
     embedder: str = DEFAULT_EMBEDDER
     semantic_input: str = "prompt+response"
@@ -56,24 +68,21 @@ class ScoreConfig:
     support_threshold: float = 0.7
     token_weight: float = 0.5
     value_temperature: float = 0.05
+    contrast_weight: float | None = None
+    contrast_temperature: float = 0.1
+    factual_gate: str | None = None
     use_policy_judge: bool = False
     judge_weight: float = 0.5
     model: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
     batch_prompts: int = 16
     embed_batch_size: int = 64
     judge_batch_size: int = 16
 
     def __post_init__(self):
-        if not isinstance(self.weights, dict):
-            raise InputError(f"must be a mapping of {', '.join(AXES)} to numbers", field="weights")
-        unknown = set(self.weights) - set(AXES)
-        if unknown:
-            raise InputError(f"unknown axis {sorted(unknown)} (axes: {', '.join(AXES)})", field="weights")
-        w = {a: float(self.weights.get(a, 0.0)) for a in AXES}
-        if any(v < 0 for v in w.values()) or sum(w.values()) <= 0:
-            raise InputError(f"must be >= 0 with a positive sum (got {w})", field="weights")
-        total = sum(w.values())
-        self.weights = {a: v / total for a, v in w.items()}
+        if self.weights is not None:
+            self.weights = _check_weights(self.weights, "weights")
         checks = [
             (self.normalization in NORMALIZATIONS, "normalization", f"must be one of {NORMALIZATIONS}"),
             (self.semantic_input in ("prompt+response", "response"), "semantic_input",
@@ -83,17 +92,80 @@ class ScoreConfig:
             (-1 <= self.cluster_threshold <= 1, "cluster_threshold", "must be in [-1, 1]"),
             (-1 <= self.support_threshold <= 1, "support_threshold", "must be in [-1, 1]"),
             (0 <= self.token_weight <= 1, "token_weight", "must be in [0, 1]"),
-            (self.value_temperature > 0, "value_temperature", "must be > 0"),
+            (_finite(self.value_temperature) and self.value_temperature > 0, "value_temperature", "must be > 0"),
+            (self.contrast_weight is None or (_finite(self.contrast_weight) and 0 <= self.contrast_weight <= 1),
+             "contrast_weight", "must be in [0, 1]"),
+            (_finite(self.contrast_temperature) and self.contrast_temperature > 0, "contrast_temperature",
+             "must be > 0"),
+            (self.factual_gate in (None, *FACTUAL_GATES), "factual_gate", f"must be one of {FACTUAL_GATES}"),
             (0 <= self.judge_weight <= 1, "judge_weight", "must be in [0, 1]"),
             (self.batch_prompts >= 1, "batch_prompts", "must be >= 1"),
             (self.embed_batch_size >= 1, "embed_batch_size", "must be >= 1"),
             (self.judge_batch_size >= 1, "judge_batch_size", "must be >= 1"),
         ]
         check_fields(self, checks)
+        check_device_name(self.device)
+        check_dtype_name(self.dtype)
+        self.effective = self._resolve()
+
+    def _resolve(self) -> dict:
+        """The weights, contrast weight and factual gate scoring uses: this config's, else the spec's fitted
+        ones, else the defaults (equal weights, no contrast, no gate); ``source`` says which."""
+        from udasa.uncertainty.specs import load_spec
+
+        spec = load_spec(self.spec)
+        fitted = spec.fitted
+        w = self.weights if self.weights is not None else (
+            _check_weights(fitted["weights"], "weights") if "weights" in fitted else {a: 1 / len(AXES) for a in AXES})
+        eff = {"weights": w,
+               "contrast_weight": float(self.contrast_weight if self.contrast_weight is not None
+                                        else fitted.get("contrast_weight", 0.0)),
+               "factual_gate": self.factual_gate if self.factual_gate is not None else fitted.get("factual_gate", "none"),
+               "source": {k: "config" if getattr(self, k) is not None else ("spec" if k in fitted else "default")
+                          for k in ("weights", "contrast_weight", "factual_gate")}}
+        if eff["contrast_weight"] > 0 and not spec.has_contrast:
+            raise InputError(f"spec '{spec.name}' has no 'contrast' prompts in every principle ({spec.source})",
+                             field="contrast_weight")
+        return eff
+
+    def spec_settings(self) -> dict:
+        """What the spec file decided for this config (fitted values in use): part of a score stage's key."""
+        return {k: self.effective[k] for k, src in self.effective["source"].items() if src == "spec"}
 
     def settings(self) -> dict:
-        """The fields that change the scores (recorded in every output record)."""
+        """The settings that change the scores, as used (recorded in every output record)."""
         d = asdict(self)
-        for k in ("batch_prompts", "embed_batch_size", "judge_batch_size", "model"):
+        for k in ("batch_prompts", "embed_batch_size", "judge_batch_size", "model", "device"):
             d.pop(k)
+        d.update({k: v for k, v in self.effective.items() if k != "source"})
+        if d["contrast_weight"] == 0:  # unused: records of scorers without it stay comparable
+            d.pop("contrast_weight")
+            d.pop("contrast_temperature")
+        if d["factual_gate"] == "none":
+            d.pop("factual_gate")
         return d
+
+
+def _finite(x) -> bool:
+    import math
+
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_weights(weights, field_name: str) -> dict[str, float]:
+    """Axis weights rescaled to sum to 1 (missing axes 0)."""
+    if not isinstance(weights, dict):
+        raise InputError(f"must be a mapping of {', '.join(AXES)} to numbers", field=field_name)
+    unknown = set(weights) - set(AXES)
+    if unknown:
+        raise InputError(f"unknown axis {sorted(unknown)} (axes: {', '.join(AXES)})", field=field_name)
+    w = {}
+    for a in AXES:
+        v = weights.get(a, 0.0)
+        if not _finite(v) or v < 0:
+            raise InputError(f"must be finite numbers >= 0 (got {a}: {v!r})", field=field_name)
+        w[a] = float(v)
+    if sum(w.values()) <= 0:
+        raise InputError(f"must have a positive sum (got {w})", field=field_name)
+    total = sum(w.values())
+    return {a: v / total for a, v in w.items()}

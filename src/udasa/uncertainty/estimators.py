@@ -12,6 +12,7 @@ Statistics of one prompt with n responses:
     token_uncertainty (n,)  1 - exp(mean token log p), 1 for empty responses
     spec_emb      (conforming, violating): per principle, the statement embeddings
     judge_prob    (n,) or None: the policy judge's P(Yes), averaged over principles
+    contrast_prob (n,) or None: the contrastive estimator's P(conforms), averaged over principles
 """
 from __future__ import annotations
 
@@ -23,10 +24,15 @@ from udasa.uncertainty import functional as F
 
 
 class Estimator:
-    """Base class: ``name`` (the axis), ``requires`` (statistic names), ``__call__(stats) -> (n,) scores``."""
+    """Base class: ``name`` (the axis), ``requires`` (statistic names) and ``parts(stats)``: the raw
+    per-response quantities of the axis (`functional.components_from_parts` turns parts into axes, so
+    a weight sweep or another mix reuses them). ``__call__(stats)`` gives the axis alone."""
 
     name: str = ""
     requires: tuple[str, ...] = ()
+
+    def parts(self, stats: dict) -> dict[str, np.ndarray]:
+        raise NotImplementedError
 
     def __call__(self, stats: dict) -> np.ndarray:
         raise NotImplementedError
@@ -41,8 +47,11 @@ class SemanticDispersion(Estimator):
 
     name, requires = "semantic", ("semantic_emb",)
 
+    def parts(self, stats):
+        return {"semantic": F.semantic_dispersion(stats["semantic_emb"])}
+
     def __call__(self, stats):
-        return F.semantic_dispersion(stats["semantic_emb"])
+        return self.parts(stats)["semantic"]
 
 
 class FactualConsistency(Estimator):
@@ -53,33 +62,45 @@ class FactualConsistency(Estimator):
     def __init__(self, token_weight: float = 0.5, support_threshold: float = 0.7):
         self.token_weight, self.support_threshold = token_weight, support_threshold
 
+    def parts(self, stats):
+        return {"token": np.asarray(stats["token_uncertainty"], dtype=np.float64),
+                "unsupported": F.unsupported_share(stats["sentence_emb"], self.support_threshold)}
+
     def __call__(self, stats):
-        tok = stats["token_uncertainty"]
-        unsup = F.unsupported_share(stats["sentence_emb"], self.support_threshold)
-        return self.token_weight * tok + (1 - self.token_weight) * unsup
+        p = self.parts(stats)
+        return self.token_weight * p["token"] + (1 - self.token_weight) * p["unsupported"]
 
 
 class ValueConformance(Estimator):
-    """1 - P(conforms to the spec); P from embedding similarity, optionally mixed with the policy judge."""
+    """1 - P(conforms to the spec); P from embedding similarity, optionally mixed with the contrastive
+    estimator (`contrast.py`) and the policy judge (`judge.py`)."""
 
-    name, requires = "value", ("value_emb", "spec_emb", "judge_prob")
+    name, requires = "value", ("value_emb", "spec_emb", "judge_prob", "contrast_prob")
 
-    def __init__(self, temperature: float = 0.05, judge_weight: float = 0.5):
-        self.temperature, self.judge_weight = temperature, judge_weight
+    def __init__(self, temperature: float = 0.05, judge_weight: float = 0.5, contrast_weight: float = 0.0):
+        self.temperature, self.judge_weight, self.contrast_weight = temperature, judge_weight, contrast_weight
+
+    def parts(self, stats):
+        conf, viol = stats["spec_emb"]
+        out = {"value_embedding": F.conformance(stats["value_emb"], conf, viol, self.temperature)}
+        if stats.get("contrast_prob") is not None:
+            out["value_contrast"] = np.asarray(stats["contrast_prob"], dtype=np.float64)
+        if stats.get("judge_prob") is not None:
+            out["value_judge"] = np.asarray(stats["judge_prob"], dtype=np.float64)
+        return out
 
     def __call__(self, stats):
-        conf, viol = stats["spec_emb"]
-        p = F.conformance(stats["value_emb"], conf, viol, self.temperature)
-        judge = stats.get("judge_prob")
-        if judge is not None:
-            p = (1 - self.judge_weight) * p + self.judge_weight * np.asarray(judge)
-        return 1.0 - p
+        p = self.parts(stats)
+        parts = {"semantic": np.zeros(len(p["value_embedding"])), "token": 0.0, "unsupported": 0.0, **p}
+        return F.components_from_parts(parts, token_weight=0.5, contrast_weight=self.contrast_weight,
+                                       judge_weight=self.judge_weight)["value"]
 
 
 def build_estimators(cfg) -> list[Estimator]:
+    eff = cfg.effective
     return [SemanticDispersion(),
             FactualConsistency(cfg.token_weight, cfg.support_threshold),
-            ValueConformance(cfg.value_temperature, cfg.judge_weight)]
+            ValueConformance(cfg.value_temperature, cfg.judge_weight, eff["contrast_weight"])]
 
 
 class BowEmbedder:
@@ -98,12 +119,14 @@ class BowEmbedder:
         return F.l2_normalize(out) if normalize_embeddings else out
 
 
-def get_embedder(name: str):
+def get_embedder(name: str, device: str = "cpu"):
+    """The sentence embedder ``name`` on ``device`` ("bow": the model-free test embedder, always CPU)."""
     if name == "bow":
         return BowEmbedder()
+    from udasa.device import resolve_device
     from udasa.models import load_embedder
 
-    return load_embedder(name)
+    return load_embedder(name, str(resolve_device(device)))
 
 
 def embed(embedder, texts: list[str], batch_size: int) -> np.ndarray:
@@ -122,8 +145,9 @@ def _text(kind: str, prompt: str, response: str) -> str:
     return f"{prompt}\n\n{response}" if kind == "prompt+response" else response
 
 
-def compute_stats(records: list[dict], cfg, embedder, spec_emb, judge=None) -> list[dict]:
-    """All statistics for a batch of prompts, with one embedder call over every text needed."""
+def compute_stats(records: list[dict], cfg, embedder, spec_emb, judge=None, contrast=None) -> list[dict]:
+    """All statistics for a batch of prompts, with one embedder call over every text needed (and, when
+    given, one pass of the policy judge and of the contrastive estimator)."""
     texts: list[str] = []
     plan = []
     for r in records:
@@ -136,8 +160,9 @@ def compute_stats(records: list[dict], cfg, embedder, spec_emb, judge=None) -> l
         plan.append((start, n, [len(ss) for ss in sents]))
     vecs = embed(embedder, texts, cfg.embed_batch_size)
     judge_probs = judge.probs(records) if judge is not None else [None] * len(records)
+    contrast_probs = contrast.probs(records) if contrast is not None else [None] * len(records)
     out = []
-    for r, (start, n, counts), jp in zip(records, plan, judge_probs):
+    for r, (start, n, counts), jp, cp in zip(records, plan, judge_probs, contrast_probs):
         sent_emb, pos = [], start + 2 * n
         for c in counts:
             sent_emb.append(vecs[pos:pos + c])
@@ -149,6 +174,7 @@ def compute_stats(records: list[dict], cfg, embedder, spec_emb, judge=None) -> l
             "token_uncertainty": F.token_uncertainty(r["logprob_mean"], r["num_tokens"]),
             "spec_emb": spec_emb,
             "judge_prob": jp,
+            "contrast_prob": cp,
         })
     return out
 

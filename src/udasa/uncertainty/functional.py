@@ -109,6 +109,30 @@ def conformance(resp_emb: np.ndarray, conforming: list[np.ndarray], violating: l
     return np.mean(probs, axis=0) if probs else np.full(len(resp_emb), 0.5)
 
 
+def components_from_parts(parts: dict[str, np.ndarray], *, token_weight: float, contrast_weight: float = 0.0,
+                          judge_weight: float = 0.0, factual_gate: str = "none") -> dict[str, np.ndarray]:
+    """The three axes (each in [0, 1], higher = less reliable) from the estimators' raw parts.
+
+    ``parts``: ``semantic``; ``token`` and ``unsupported`` (factual); ``value_embedding`` and, when
+    computed, ``value_contrast`` and ``value_judge`` (each a P(conforms)). The value axis is
+    1 - P with P the embedding estimate mixed with the contrastive one (``contrast_weight``) and then
+    the judge (``judge_weight``). ``factual_gate = "value"`` lets token confidence count only as far
+    as the response conforms: F' = 1 - P (1 - F), so a confident violating answer is not "reliable".
+    """
+    factual = token_weight * parts["token"] + (1 - token_weight) * parts["unsupported"]
+    p = np.asarray(parts["value_embedding"], dtype=np.float64)
+    if contrast_weight > 0:
+        p = (1 - contrast_weight) * p + contrast_weight * np.asarray(parts["value_contrast"])
+    if judge_weight > 0 and "value_judge" in parts:
+        p = (1 - judge_weight) * p + judge_weight * np.asarray(parts["value_judge"])
+    if factual_gate == "value":
+        factual = 1.0 - p * (1.0 - factual)
+    elif factual_gate != "none":
+        raise ValueError(f"unknown factual gate {factual_gate!r}")
+    return {"semantic": np.clip(parts["semantic"], 0, 1), "factual": np.clip(factual, 0, 1),
+            "value": np.clip(1.0 - p, 0, 1)}
+
+
 def normalize(x: np.ndarray, method: str) -> np.ndarray:
     """Within-prompt normalisation to [0, 1]: ``minmax``, ``rank`` (ties share the mean rank) or ``none``.
 

@@ -25,7 +25,7 @@ class PolicyJudge:
 
     def probs(self, records: list[dict]) -> list[np.ndarray]:
         """Per record, P(Yes) per response averaged over the spec's principles."""
-        from udasa.sampling.sampler import chat_token_ids
+        from udasa.policy import chat_token_ids
 
         seqs = []
         for r in records:

@@ -1,6 +1,8 @@
 """The scoring stage: samples.jsonl in, scores.jsonl out (one record per prompt, resumable)."""
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -62,25 +64,44 @@ def check_sample(rec: dict, *, path: str, line: int, model: str | None = None) -
 class Scorer:
     """A loaded embedder, spec and estimators; `score_records` scores in-memory sample records."""
 
-    def __init__(self, config: ScoreConfig | None = None, *, embedder=None, judge_policy=None):
+    def __init__(self, config: ScoreConfig | None = None, *, embedder=None, judge_policy=None,
+                 all_parts: bool = False):
         self.cfg = config or ScoreConfig()
         self.spec = load_spec(self.cfg.spec)
-        self.embedder = embedder if embedder is not None else get_embedder(self.cfg.embedder)
+        self.embedder = embedder if embedder is not None else get_embedder(self.cfg.embedder, self.cfg.device)
         self.spec_emb = embed_spec(self.spec, self.embedder, self.cfg.embed_batch_size)
         self.estimators = build_estimators(self.cfg)
-        self._judge_policy = judge_policy
-        self._judge = None
+        self._policy = judge_policy  # the model the judge and the contrastive estimator read
+        self._judge = self._contrast = None
+        # validation: also compute the contrastive estimator's part when u does not use it (for its own row and
+        # for `--fit`, which recombines parts)
+        self.all_parts = all_parts and self.spec.has_contrast
+
+    def policy_for(self, model_name: str | None):
+        if self._policy is None:
+            from udasa.policy import Policy
+
+            self._policy = Policy(self.cfg.model or model_name, device=self.cfg.device, dtype=self.cfg.dtype)
+        return self._policy
 
     def judge_for(self, model_name: str | None):
         if not self.cfg.use_policy_judge:
             return None
         if self._judge is None:
-            from udasa.sampling import Policy
             from udasa.uncertainty.judge import PolicyJudge
 
-            pol = self._judge_policy or Policy(self.cfg.model or model_name)
+            pol = self.policy_for(model_name)
             self._judge = PolicyJudge(pol.model, pol.tokenizer, self.spec, self.cfg.judge_batch_size)
         return self._judge
+
+    def contrast_for(self, model_name: str | None):
+        if self.cfg.effective["contrast_weight"] <= 0 and not self.all_parts:
+            return None
+        if self._contrast is None:
+            from udasa.uncertainty.contrast import ContrastiveJudge
+
+            self._contrast = ContrastiveJudge(self.policy_for(model_name), self.spec, self.cfg.contrast_temperature)
+        return self._contrast
 
     def score_records(self, records: list[dict], *, checked: bool = False) -> list[dict]:
         """Score a list of sample dicts (the samples.jsonl schema); returns scores.jsonl records."""
@@ -90,15 +111,21 @@ class Scorer:
         out = []
         for s in range(0, len(records), self.cfg.batch_prompts):
             batch = records[s:s + self.cfg.batch_prompts]
-            judge = self.judge_for(batch[0].get("model"))
-            stats = compute_stats(batch, self.cfg, self.embedder, self.spec_emb, judge)
+            model = batch[0].get("model")
+            stats = compute_stats(batch, self.cfg, self.embedder, self.spec_emb, self.judge_for(model),
+                                  self.contrast_for(model))
             out += [self._score_one(r, st) for r, st in zip(batch, stats)]
         return out
 
     def _score_one(self, rec: dict, stats: dict) -> dict:
-        comp = {e.name: np.clip(e(stats), 0.0, 1.0) for e in self.estimators}
+        eff = self.cfg.effective
+        parts = {k: v for e in self.estimators for k, v in e.parts(stats).items()}
+        comp = F.components_from_parts(parts, token_weight=self.cfg.token_weight,
+                                       contrast_weight=eff["contrast_weight"],
+                                       judge_weight=self.cfg.judge_weight if self.cfg.use_policy_judge else 0.0,
+                                       factual_gate=eff["factual_gate"])
         norm = {a: F.normalize(comp[a], self.cfg.normalization) for a in AXES}
-        u = F.combine(norm, self.cfg.weights)
+        u = F.combine(norm, eff["weights"])
         labels = F.greedy_clusters(stats["semantic_emb"], self.cfg.cluster_threshold)
         r5 = lambda xs: [F.safe_float(x) for x in xs]  # noqa: E731
         out = {k: rec[k] for k in ("id", "prompt", "messages", "responses", "num_tokens", "logprob_mean")}
@@ -106,7 +133,8 @@ class Scorer:
             "components": {a: r5(comp[a]) for a in AXES},
             "normalized": {a: r5(norm[a]) for a in AXES},
             "u": r5(u),
-            "weights": dict(self.cfg.weights),
+            "parts": {k: r5(v) for k, v in parts.items()},
+            "weights": dict(eff["weights"]),
             "spec": self.spec.name,
             "semantic_entropy": F.safe_float(F.cluster_entropy(labels)),
             "semantic_clusters": labels.tolist(),
@@ -154,7 +182,7 @@ def score(samples_path: str | os.PathLike, out_path: str | os.PathLike, config: 
 
     cfg = config or (scorer.cfg if scorer else ScoreConfig())
     if overrides:
-        cfg = ScoreConfig(**{**cfg.__dict__, **overrides})
+        cfg = dataclasses.replace(cfg, **overrides)
     total = sum(1 for _ in iter_samples(samples_path, cfg.model))
     if total == 0:
         raise InputError("holds no samples", path=str(samples_path))
