@@ -1,5 +1,4 @@
 """The contrastive value estimator, the factual gate, fitted spec settings and `udasa validate --fit`."""
-import json
 import shutil
 
 import numpy as np

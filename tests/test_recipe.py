@@ -39,7 +39,7 @@ def test_recipe_maps_sections_onto_stage_configs(tmp_path):
 @pytest.mark.parametrize("text, match", [
     (BASE.replace("  n: 2", "  nn: 2"), r"r.yaml:5: field 'sample.nn': unknown key; did you mean 'n'"),
     (BASE.replace("  n: 2", "  n: two"), r"r.yaml:5: field 'sample.n': expected int, got str"),
-    (BASE.replace("  n: 2", "  n: 0"), r"r.yaml:5: field 'sample.n': must be >= 1"),
+    (BASE.replace("  n: 2", "  n: 0"), r"r.yaml:5: field 'sample.n': must be in \[1, 1024\]"),
     (BASE.replace("  beta: 0.2", "  beta: -1"), r"r.yaml:7: field 'train.beta': must be > 0"),
     (BASE + "colour: red\n", r"r.yaml:8: field 'colour': unknown key"),
     (BASE.replace("{data: self-instruct-seed, limit: 3}", "{limit: 3}"), r"field 'prompts\[0\].data'"),

@@ -315,3 +315,26 @@ def test_shared_prefix_logprobs_equal_one_pass_per_continuation(tiny_policy):
     assert [len(x) for x in shared] == [len(c) for c in conts] and shared[2] == []
     for a, b in zip(shared, alone):
         assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_model_fingerprint_sees_every_weight_byte(tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from udasa.models import model_fingerprint
+    from udasa.testing import build_tiny_model
+
+    big = build_tiny_model(tmp_path / "big", hidden=256, layers=4)  # ~10 MB: more than a head and a tail
+    copy = tmp_path / "copy"
+    shutil.copytree(big, copy)
+    weights = copy / "model.safetensors"
+    assert weights.stat().st_size > 8 << 20
+    tensors = load_file(str(weights))
+    name = sorted(tensors)[len(tensors) // 2]  # a tensor in the middle of the file, far from head and tail
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] += 1.0
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    assert weights.stat().st_size == (big / "model.safetensors").stat().st_size
+    assert model_fingerprint(copy) != model_fingerprint(big)
+    assert model_fingerprint(copy) == model_fingerprint(copy)  # and the remembered hash is the same

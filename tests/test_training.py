@@ -189,6 +189,7 @@ def test_plain_text_pairs_train_on_the_text_not_a_chat(tiny_model_path, tmp_path
     final = train(path, tmp_path / "out", cfg(tiny_model_path, tmp_path))
     assert (final / "model.safetensors").exists()
     mixed = tmp_path / "mixed.jsonl"
-    mixed.write_text(path.read_text() + chat.read_text())
+    other_ids = [dict(json.loads(x), id="c-" + json.loads(x)["id"]) for x in chat.read_text().splitlines()]
+    mixed.write_text(path.read_text() + "".join(json.dumps(r) + "\n" for r in other_ids))
     with pytest.raises(InputError, match="mixes chat and plain"):
         read_pairs(mixed)

@@ -26,3 +26,15 @@ def check_fields(config, checks: list[tuple[bool, str, str]]) -> None:
     for ok, name, msg in checks:
         if not ok:
             raise InputError(f"{msg} (got {getattr(config, name)!r})", field=name)
+
+
+def finite_number(x) -> bool:
+    """True for an int or float (not a bool) that is finite; huge integers (10**400) are not."""
+    import math
+
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False

@@ -85,7 +85,27 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
         raise InputError(f"model '{key}' is neither an embedded model ({names}) nor an existing folder")
     if not (path / "config.json").exists():
         raise InputError(f"model folder '{path}' has no config.json (expected a Hugging Face model folder)")
+    if not any(path.glob("*.safetensors")):
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+        found = f" (found {', '.join(pickles[:3])}: pickle files are never loaded)" if pickles else ""
+        raise InputError(f"model folder '{path}' has no *.safetensors weights{found}; convert it with "
+                         "save_pretrained(..., safe_serialization=True)")
     return path
+
+
+def load_checked(loader, path: Path, what: str = "model"):
+    """Call a transformers loader, turning the errors a damaged folder raises into an `InputError`."""
+    try:
+        return loader()
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # truncated or corrupt files
+        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot load the {what} in '{path}': {type(e).__name__}: {msg}") from None
+    except Exception as e:  # safetensors_rust.SafetensorError and friends derive from Exception only
+        if type(e).__module__.startswith(("safetensors", "tokenizers")):
+            raise InputError(f"cannot load the {what} in '{path}': {type(e).__name__}: {str(e)[:300]}") from None
+        raise
 
 
 def _convert_gguf(name: str, target: Path) -> None:
@@ -130,9 +150,10 @@ def load_policy(name_or_path: str | os.PathLike = DEFAULT_POLICY, *, dtype: str 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(name_or_path)
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), use_safetensors=True,
-                                                 trust_remote_code=trust_remote_code)
+    tok = load_checked(lambda: AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code), path,
+                       "tokenizer")
+    model = load_checked(lambda: AutoModelForCausalLM.from_pretrained(
+        path, dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=trust_remote_code), path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.eval()
@@ -148,23 +169,62 @@ def load_embedder(name_or_path: str = DEFAULT_EMBEDDER, device: str = "cpu"):
     return SentenceTransformer(str(path), device=device, trust_remote_code=False)
 
 
+FINGERPRINT_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+
+
 def model_fingerprint(name_or_path: str | os.PathLike) -> str:
-    """A cheap content hash of a model folder: config and tokenizer files plus size, head and tail of each
-    weight file. Run metadata next to the weights (markers, model cards) is left out, so the same
-    weights trained twice have the same fingerprint."""
+    """A content hash of a model folder: config and tokenizer files and every byte of every weight file.
+
+    Run metadata next to the weights (markers, model cards) is left out, so the same weights trained
+    twice have the same fingerprint; two different weight files never share one. Weight files are
+    hashed once per (path, size, mtime) and remembered in ``$UDASA_CACHE/fingerprints.json``.
+    """
     path = resolve_model_path(name_or_path)
     h = hashlib.sha256()
-    files = [path / n for n in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")]
+    files = [path / n for n in FINGERPRINT_FILES]
     for f in [f for f in files if f.exists()] + sorted(path.glob("*.safetensors")):
         h.update(f.name.encode())
-        size = f.stat().st_size
-        h.update(str(size).encode())
-        with open(f, "rb") as fh:
-            h.update(fh.read(1 << 20))
-            if size > 2 << 20:
-                fh.seek(-(1 << 20), os.SEEK_END)
-                h.update(fh.read())
+        h.update(_file_sha256(f).encode())
     return h.hexdigest()[:16]
+
+
+def _file_sha256(f: Path) -> str:
+    """sha256 of a whole file, streamed; weight files are remembered by (resolved path, size, mtime)."""
+    st = f.stat()
+    key = f"{f.resolve()}\x00{st.st_size}\x00{st.st_mtime_ns}"
+    small = st.st_size < (8 << 20)
+    memo = {} if small else _fingerprint_memo()
+    if key in memo:
+        return memo[key]
+    h = hashlib.sha256()
+    with open(f, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    if not small:
+        _remember_fingerprint(key, digest)
+    return digest
+
+
+def _fingerprint_memo() -> dict:
+    path = cache_dir() / "fingerprints.json"
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}  # a damaged memo only costs a re-hash
+
+
+def _remember_fingerprint(key: str, digest: str) -> None:
+    from udasa.io import atomic_write_json
+
+    memo = _fingerprint_memo()
+    memo[key] = digest
+    if len(memo) > 2000:  # keep it small: the oldest entries go first
+        memo = dict(list(memo.items())[-1000:])
+    try:
+        atomic_write_json(cache_dir() / "fingerprints.json", memo)
+    except OSError:
+        pass
 
 
 def list_models() -> list[dict]:

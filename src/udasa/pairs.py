@@ -7,14 +7,14 @@ per stage, the Δu range of each stage, and how many prompts were dropped and wh
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from udasa.curriculum import CurriculumConfig, assign_stages, stage_order
-from udasa.errors import InputError
-from udasa.io import atomic_write_json, atomic_write_jsonl, iter_jsonl, require
+from udasa.errors import InputError, finite_number
+from udasa.io import (atomic_write_json, atomic_write_jsonl, check_distinct, check_messages, iter_jsonl, prompt_format,
+                      require)
 
 SCORE_KEYS = ("u", "semantic", "factual", "value")
 REJECTED_RULES = ("highest", "second_lowest", "random_higher")
@@ -55,7 +55,7 @@ class PairConfig:
             raise InputError(f"must be one of {SCORE_KEYS} (got {self.score_key!r})", field="score_key")
         if self.rejected not in REJECTED_RULES:
             raise InputError(f"must be one of {REJECTED_RULES} (got {self.rejected!r})", field="rejected")
-        if not (isinstance(self.min_delta, (int, float)) and math.isfinite(self.min_delta) and self.min_delta >= 0):
+        if not (finite_number(self.min_delta) and self.min_delta >= 0):
             raise InputError(f"must be a finite number >= 0 (got {self.min_delta!r})", field="min_delta")
         if isinstance(self.curriculum, dict):
             self.curriculum = CurriculumConfig(**self.curriculum)
@@ -127,16 +127,13 @@ def read_scores(path: str, score_key: str):
             raise InputError(f"has {len(scores)} scores for {len(responses)} responses", path=path, line=line,
                              field=fname)
         for j, s in enumerate(scores):
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s):
+            if not finite_number(s):
                 raise InputError(f"must be a finite number (got {s!r})", path=path, line=line, field=f"{fname}[{j}]")
-        messages = rec.get("messages")
-        if messages is None:
+        if rec.get("messages") is None:
             prompt = require(rec, "prompt", str, path=path, line=line, nonempty=True)
             messages = [{"role": "user", "content": prompt}]
-        elif not (isinstance(messages, list) and messages and all(
-                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-                for m in messages)):
-            raise InputError("must be a non-empty list of {role, content}", path=path, line=line, field="messages")
+        else:
+            messages = check_messages(rec, path=path, line=line, fmt=prompt_format(rec, path=path, line=line))
         yield line, {**rec, "id": pid}, messages, responses, [float(s) for s in scores]
 
 
@@ -144,6 +141,8 @@ def build_pairs(scores_path: str | Path, out_path: str | Path, config: PairConfi
     """Write pairs.jsonl (and pairs.summary.json next to it); return the summary."""
     cfg = config or PairConfig()
     scores_path, out_path = str(scores_path), Path(out_path)
+    check_distinct(out_path, scores=scores_path)
+    check_distinct(summary_path(out_path), scores=scores_path)
     kept: list[dict] = []
     dropped = {r: 0 for r in DROP_REASONS}
     prompts = 0

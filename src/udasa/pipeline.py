@@ -19,7 +19,8 @@ from typing import Callable
 
 from udasa.errors import InputError
 from udasa.faults import failpoint
-from udasa.io import atomic_write_json, atomic_write_jsonl
+from udasa.io import atomic_write_json, atomic_write_jsonl, file_sha256
+from udasa.models import model_fingerprint
 from udasa.recipe import Recipe, load_recipe, resolved
 
 
@@ -60,19 +61,27 @@ class Stages:
         """Run ``fn`` unless stage ``name`` already finished with the same ``key``; returns the stage hash.
 
         ``cfg`` (a stage config with ``device``/``dtype``) records where the stage's models ran."""
+        key = json.loads(json.dumps(key, default=str))
         h = _hash(key)
         marker = self.dir / f"{name.replace('/', '__')}.json"
         if marker.exists():
-            old = json.loads(marker.read_text())
-            if old["hash"] == h:
+            try:
+                old = json.loads(marker.read_text())
+                done = old["hash"] == h
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise InputError("is not a stage marker udasa wrote; delete it to rerun the stage",
+                                 path=str(marker)) from None
+            if done:
                 self.log(f"[{name}] done earlier ({old['seconds']:.0f} s), reusing {artifact}")
                 return h
-            raise InputError(f"stage '{name}' finished earlier with other settings or inputs; delete {artifact} and "
-                             f"{marker}, or use another output folder", path=str(artifact))
+            changed = sorted(k for k in key if (old.get("key") or {}).get(k) != key[k]) if "key" in old else []
+            what = f" ({', '.join(changed)} changed)" if changed else ""
+            raise InputError(f"stage '{name}' finished earlier with other settings or inputs{what}; delete {artifact} "
+                             f"and {marker}, or use another output folder", path=str(artifact))
         self.log(f"[{name}] -> {artifact}")
         start = time.time()
         fn()
-        record = {"hash": h, "seconds": round(time.time() - start, 1), "artifact": str(artifact),
+        record = {"hash": h, "key": key, "seconds": round(time.time() - start, 1), "artifact": str(artifact),
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "order": time.time()}
         if cfg is not None:
             record["config"] = json.loads(json.dumps(asdict(cfg), default=str))
@@ -152,13 +161,17 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
     started = time.time()
 
     prompts = root / "prompts.jsonl"
-    h_prompts = stages.run("prompts", {"prompts": [asdict(p) for p in recipe.prompts]}, prompts,
+    # prompt files and the model folder enter the keys by content: edited in place, they are not reused
+    files = {p.path: file_sha256(p.path) for p in recipe.prompts if p.path is not None}
+    h_prompts = stages.run("prompts", {"prompts": [asdict(p) for p in recipe.prompts], **({"files": files} if files
+                                                                                        else {})}, prompts,
                            lambda: atomic_write_jsonl(prompts, collect_prompts(recipe)))
 
     from udasa.sampling import sample
     scfg = recipe.stage_config("sample")
     samples = root / "samples.jsonl"
-    h_sample = stages.run("sample", {"in": h_prompts, "cfg": config_key(scfg)}, samples,
+    model_fp = model_fingerprint(recipe.model)
+    h_sample = stages.run("sample", {"in": h_prompts, "cfg": config_key(scfg), "model": model_fp}, samples,
                           lambda: sample(str(prompts), samples, scfg), cfg=scfg)
 
     from udasa.uncertainty import score
@@ -171,7 +184,8 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
     base_eval = root / "eval-base" if recipe.eval_base else None
     if base_eval is not None:
         # keyed on the model alone: the base evaluation does not depend on the samples
-        evals.append(("base", _evaluate(recipe, stages, "eval-base", recipe.model, base_eval, None, recipe.model)))
+        evals.append(("base", _evaluate(recipe, stages, "eval-base", recipe.model, base_eval, None,
+                                        f"{recipe.model}@{model_fp}")))
     pairs, h_pairs = _pairs(recipe, stages, "", root, scores, h_score, {})
 
     chosen: dict = {}
@@ -198,7 +212,8 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
             t.h_train = _train_stage(recipe, stages, f"{v.name}/", t, t.pairs, h, tcfg)
         else:
             from udasa.training.sft import train_best_of_n
-            t.h_train = stages.run(f"{v.name}/train", {"in": h_score, "cfg": config_key(tcfg), "method": v.method},
+            t.h_train = stages.run(f"{v.name}/train", {"in": h_score, "cfg": config_key(tcfg), "method": v.method,
+                                                       "model": model_fingerprint(tcfg.model)},
                                    t.model_dir, lambda: train_best_of_n(scores, t.model_dir, tcfg), cfg=tcfg)
         t.eval_dir = _evaluate(recipe, stages, f"{v.name}/eval", str(t.model_dir / "final"), folder / "eval",
                                base_eval, t.h_train, v.eval)
@@ -222,7 +237,8 @@ def _pairs(recipe: Recipe, stages: Stages, prefix: str, folder: Path, scores: Pa
 
 
 def _train_stage(recipe: Recipe, stages: Stages, prefix: str, t: Trained, pairs: Path, h_pairs: str, tcfg) -> str:
-    return stages.run(prefix + "train", {"in": h_pairs, "cfg": config_key(tcfg)}, t.model_dir,
+    return stages.run(prefix + "train", {"in": h_pairs, "cfg": config_key(tcfg), "model": model_fingerprint(tcfg.model)},
+                      t.model_dir,
                       lambda: _train(recipe, pairs, t.model_dir, tcfg), cfg=tcfg)
 
 

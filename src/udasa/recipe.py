@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
 import re
 import types
 import typing
@@ -19,7 +18,8 @@ from pathlib import Path
 import yaml
 
 from udasa.device import check_device_name, check_dtype_name
-from udasa.errors import InputError
+from udasa.errors import InputError, finite_number
+from udasa.io import load_yaml, read_text_file, yaml_loader
 from udasa.models import DEFAULT_POLICY
 
 STAGE_SECTIONS = ("sample", "score", "pairs", "train", "eval")
@@ -47,6 +47,9 @@ class PromptSource:
             raise InputError("give exactly one of 'data' or 'path'", field="data")
         if self.limit is not None and self.limit < 1:
             raise InputError(f"must be >= 1 (got {self.limit})", field="limit")
+        if self.offset < 0:
+            raise InputError(f"must be >= 0 (got {self.offset}); a negative offset would count from the end",
+                             field="offset")
 
 
 @dataclass
@@ -111,7 +114,7 @@ class Selection:
             if key not in names:
                 raise InputError(f"'{key}' is not a metric of task {self.task} ({', '.join(names)})", field="metric")
         for key, cap in self.max.items():
-            if not _finite(cap):
+            if not finite_number(cap):
                 raise InputError(f"must be a finite number (got {cap!r})", field=f"max.{key}")
 
 
@@ -209,9 +212,6 @@ def section_class(section: str):
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 _PLAIN_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]{1,100}")
 
-
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 _LINES: dict[str, dict[str, int]] = {}  # recipe file -> {"train.beta": line}
 
 
@@ -241,14 +241,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise InputError("recipe file does not exist", path=str(path))
-    text = path.read_text(encoding="utf-8")
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", path=str(path),
-                         line=mark.line + 1 if mark else None) from None
+    text = read_text_file(path)
+    data = load_yaml(text, str(path))
+    node = yaml.compose(text, Loader=yaml_loader())  # the same document again, for the key -> line table
     if not isinstance(data, dict):
         raise InputError("a recipe must be a YAML mapping", path=str(path))
     _LINES[str(path)] = _key_lines(node)
@@ -262,7 +257,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
             cur = cur.setdefault(p, {})
             if not isinstance(cur, dict):
                 raise InputError(f"{key}: '{p}' is not a section", field="--set")
-        cur[parts[-1]] = yaml.safe_load(value)
+        if not parts[-1] or not all(parts):
+            raise InputError(f"override {ov!r}: the key is empty", field="--set")
+        cur[parts[-1]] = load_yaml(value, f"--set {key.strip()}")
     data.setdefault("name", path.stem)
     recipe = build(Recipe, {**data, "source": str(path)}, source=str(path), prefix="", lines=_LINES[str(path)])
     for section in STAGE_SECTIONS:  # validate every stage section now, before any work starts

@@ -49,6 +49,8 @@ def _prompt_source(prompts: Optional[Path], data: Optional[str], limit: Optional
 
     if (prompts is None) == (data is None):
         raise InputError("give exactly one of --prompts FILE or --data NAME")
+    if limit is not None and limit < 1:
+        raise InputError(f"must be >= 1 (got {limit})", field="--limit")
     if data is not None:
         from udasa.data.splits import training_prompts
 
@@ -82,12 +84,22 @@ def data_cmd(
     import json
 
     from udasa.data import DATASETS, load_prompts
+    from udasa.data.splits import EVAL_ONLY, training_prompts
+    from udasa.errors import InputError
 
     if name is None:
         for d in DATASETS:
-            typer.echo(f"{d:22s} {len(load_prompts(d))} prompts")
+            n, use = len(load_prompts(d)), "evaluation only" if d in EVAL_ONLY else \
+                f"{len(training_prompts(d))} usable for training"
+            typer.echo(f"{d:22s} {n} prompts ({use})")
         return
-    rows = load_prompts(name)[:limit] if limit else load_prompts(name)
+    if limit is not None and limit < 1:
+        raise InputError(f"must be >= 1 (got {limit})", field="--limit")
+    try:
+        rows = load_prompts(name)
+    except ValueError as e:
+        raise InputError(str(e), field="name") from None
+    rows = rows[:limit] if limit else rows
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if out is None:
         typer.echo(text, nl=False)

@@ -118,16 +118,9 @@ def train(
 
 def _config_file(path: Path):
     """A TrainConfig from a YAML/JSON file, checked like a recipe section (errors name file, line, key)."""
-    import yaml
-
-    from udasa.errors import InputError
+    from udasa.io import load_yaml, read_text_file
     from udasa.recipe import build
     from udasa.training import TrainConfig
 
-    if not path.is_file():
-        raise InputError("does not exist", path=str(path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise InputError(f"invalid YAML/JSON: {e}", path=str(path)) from None
+    data = load_yaml(read_text_file(path), str(path)) or {}
     return build(TrainConfig, data, source=str(path), prefix="", lines={})

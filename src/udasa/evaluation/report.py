@@ -26,12 +26,7 @@ def resolve_run(path: str) -> Path:
 
 def load_run(path: str) -> dict:
     folder = resolve_run(path)
-    try:
-        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON ({e.msg})", path=str(folder / "metrics.json")) from None
-    if not isinstance(metrics.get("tasks"), dict):
-        raise InputError("missing", path=str(folder / "metrics.json"), field="tasks")
+    metrics = _check_metrics(folder / "metrics.json")
     label = folder.parent.name if folder.name == "eval" else folder.name
     items: dict[str, dict[str, dict[str, float]]] = {}  # task -> metric -> id -> value
     for task, t in metrics["tasks"].items():
@@ -39,11 +34,51 @@ def load_run(path: str) -> dict:
         if not gen.exists():
             continue
         per: dict[str, dict[str, float]] = {}
-        for _, r in read_jsonl(gen, partial_tail_ok=True):
-            for m, v in (r.get("scores") or {}).items():
-                per.setdefault(m, {})[r["id"]] = v
+        for line, r in read_jsonl(gen, partial_tail_ok=True):
+            scores = r.get("scores")
+            if not isinstance(r.get("id"), (str, int)) or not isinstance(scores, dict):
+                raise InputError("a generations record needs an 'id' and a 'scores' mapping", path=str(gen), line=line)
+            for m, v in scores.items():
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v):
+                    raise InputError(f"must be a number or null (got {v!r})"[:200], path=str(gen), line=line,
+                                     field=f"scores.{m}")
+                per.setdefault(m, {})[str(r["id"])] = v
         items[task] = per
     return {"label": label, "folder": str(folder), "metrics": metrics, "items": items}
+
+
+def _check_metrics(path: Path) -> dict:
+    """metrics.json read and checked: every figure the report prints must be a number (or null)."""
+    from udasa.io import read_text_file
+
+    try:
+        metrics = json.loads(read_text_file(path))
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON ({e.msg})", path=str(path)) from None
+    except RecursionError:
+        raise InputError("JSON nested too deeply", path=str(path)) from None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("tasks"), dict):
+        raise InputError("missing or not a mapping", path=str(path), field="tasks")
+    for task, t in metrics["tasks"].items():
+        if not isinstance(t, dict) or not isinstance(t.get("metrics"), dict):
+            raise InputError("must be a mapping with 'metrics'", path=str(path), field=f"tasks.{task}")
+        if not isinstance(t.get("generations", ""), str) or "/" in t.get("generations", "") or \
+                ".." in t.get("generations", ""):
+            raise InputError("must be a file name in the same folder", path=str(path), field=f"tasks.{task}.generations")
+        for name, m in t["metrics"].items():
+            where = f"tasks.{task}.metrics.{name}"
+            if not isinstance(m, dict):
+                raise InputError("must be a mapping of mean, ci_low, ci_high, n", path=str(path), field=where)
+            for k in ("mean", "ci_low", "ci_high"):
+                v = m.get(k)
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or
+                                      abs(v) == float("inf")):
+                    raise InputError(f"must be a finite number or null (got {v!r})"[:200], path=str(path),
+                                     field=f"{where}.{k}")
+    for k in ("evaluators", "timings"):
+        if not isinstance(metrics.get(k, {}), dict):
+            raise InputError("must be a mapping", path=str(path), field=k)
+    return metrics
 
 
 def _fmt(s: dict | None) -> str:

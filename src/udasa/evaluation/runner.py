@@ -20,6 +20,7 @@ from udasa.evaluation.metrics import summarize
 from udasa.evaluation.task import TaskSpec, available_tasks, load_task
 from udasa.faults import failpoint
 from udasa.io import JsonlAppender, atomic_write_json, read_jsonl
+from udasa.resume import SCHEMAS, check_same_producer
 from udasa.models import DEFAULT_POLICY, model_fingerprint
 
 SUBSET_SALT = "udasa-eval-subset-v1"
@@ -76,6 +77,8 @@ class EvalConfig:
     def __post_init__(self):
         check_device_name(self.device)
         check_dtype_name(self.dtype)
+        for t in self.tasks:  # task files are read and their hooks checked now, before any model loads
+            load_task(t).check_hooks(self.allow_task_code)
         if not isinstance(self.sizes, dict):
             raise InputError("must be a mapping of task name to a number of items", field="sizes")
         for task, n in self.sizes.items():
@@ -234,18 +237,14 @@ def run_task(spec: TaskSpec, ctx: RunContext, out: Path, *, progress: bool = Tru
                          full=cfg.full, limit=cfg.limit, task=spec.name)
     score = spec.hook("score", cfg.allow_task_code)
     ctx.task = spec
-    meta = {"model": cfg.model, "model_fingerprint": ctx.fingerprint, "task_version": spec.version,
-            "decoding": decoding(spec, cfg)}
+    meta = {"schema": SCHEMAS["generations"], "model": cfg.model, "model_fingerprint": ctx.fingerprint,
+            "task_version": spec.version, "decoding": decoding(spec, cfg)}
     if {"reference_model", "baseline_generations"} & set(spec.needs):
         meta["reference_fingerprint"] = ctx.reference_fingerprint
     path = out / f"generations-{spec.name}.jsonl"
     t0 = time.time()
     with JsonlAppender(path) as writer:
-        if writer.first is not None:
-            old = {k: writer.first.get(k) for k in meta}
-            if old != meta:
-                raise InputError(f"holds generations from other settings {old} (now {meta}); use another --out "
-                                 "or delete the file", path=str(path))
+        check_same_producer(writer.first, meta, path=path, what=f"{spec.name} generations")
         pending = [it for it in items if it["id"] not in writer.done]
         bar = tqdm(total=len(items), initial=len(items) - len(pending), desc=spec.name, disable=not progress)
         step = cfg.batch_size if spec.kind == "generate" else 8

@@ -12,9 +12,8 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from udasa.errors import InputError
+from udasa.io import load_yaml, read_text_file
 
 TASK_DIR = Path(__file__).parent / "tasks"
 # what a task can ask of the run: the reference model (KL, baseline answers), the base model's answers
@@ -45,15 +44,21 @@ class TaskSpec:
     temperature: float | None = None  # fixed by the task (sentiment samples); None = follow --sample
     path: str = ""
 
+    def check_hooks(self, allow_external: bool = False) -> None:
+        """Refuse hooks outside the ``udasa`` package unless ``allow_external`` (``--allow-task-code``): a task
+        file from elsewhere must not make udasa import and run its code silently. Imports nothing."""
+        for which, ref in self.hooks.items():
+            mod = ref.partition(":")[0]
+            if not (mod == "udasa" or mod.startswith("udasa.")) and not allow_external:
+                raise InputError(f"hook '{ref}' is outside the udasa package; pass --allow-task-code (eval config "
+                                 "allow_task_code: true) to run code named by a task file", path=self.path,
+                                 field=f"hooks.{which}")
+
     def hook(self, which: str, allow_external: bool = False):
-        """The hook function. Only functions inside the ``udasa`` package are imported unless
-        ``allow_external`` (``--allow-task-code``): a task file from elsewhere must not run code silently."""
+        """The hook function (see `check_hooks`)."""
+        self.check_hooks(allow_external)
         ref = self.hooks[which]
         mod, _, fn = ref.partition(":")
-        if not (mod == "udasa" or mod.startswith("udasa.")) and not allow_external:
-            raise InputError(f"hook '{ref}' is outside the udasa package; pass --allow-task-code (eval config "
-                             "allow_task_code: true) to run code named by a task file", path=self.path,
-                             field=f"hooks.{which}")
         try:
             return getattr(importlib.import_module(mod), fn)
         except (ImportError, AttributeError) as e:
@@ -72,7 +77,7 @@ def load_task(name_or_path: str) -> TaskSpec:
         if not path.exists():
             raise InputError(f"unknown task '{name_or_path}'; choose from {', '.join(available_tasks())}",
                              field="tasks")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw = load_yaml(read_text_file(path), str(path))
     p = str(path)
     if not isinstance(raw, dict):
         raise InputError("a task file must be a YAML mapping", path=p)

@@ -4,8 +4,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from udasa.device import check_device_name, check_dtype_name
-from udasa.errors import check_fields
+from udasa.errors import check_fields, finite_number
 from udasa.models import DEFAULT_POLICY
+
+
+MAX_N = 1024  # responses per prompt; more would not fit a batch and no method here uses them
+MAX_NEW_TOKENS = 32768
 
 
 @dataclass
@@ -50,12 +54,14 @@ class SampleConfig:
 
     def __post_init__(self):
         checks = [
-            (self.n >= 1, "n", "must be >= 1"),
-            (self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1"),
-            (self.temperature >= 0, "temperature", "must be >= 0"),
+            (1 <= self.n <= MAX_N, "n", f"must be in [1, {MAX_N}]"),
+            (1 <= self.max_new_tokens <= MAX_NEW_TOKENS, "max_new_tokens", f"must be in [1, {MAX_NEW_TOKENS}]"),
+            (finite_number(self.temperature) and 0 <= self.temperature <= 100, "temperature", "must be in [0, 100]"),
             (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
-            (self.batch_size >= 1, "batch_size", "must be >= 1"),
-            (self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens", "must be >= 1"),
+            (1 <= self.batch_size <= 65536, "batch_size", "must be in [1, 65536]"),
+            (self.max_prompt_tokens is None or 1 <= self.max_prompt_tokens <= 1_048_576, "max_prompt_tokens",
+             "must be in [1, 1048576]"),
+            (0 <= self.seed < 2 ** 63, "seed", "must be in [0, 2**63)"),
             (self.backend in ("hf", "vllm"), "backend", "must be 'hf' or 'vllm'"),
         ]
         check_fields(self, checks)

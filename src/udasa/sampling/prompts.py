@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 from udasa.errors import InputError
-from udasa.io import iter_jsonl, prompt_format, require
+from udasa.io import check_messages, iter_jsonl, prompt_format, require
 
-ROLES = ("system", "user", "assistant")
+MAX_PROMPT_CHARS = 1_000_000
 
 
 def normalize_prompt(rec: dict, *, path: str, line: int) -> dict:
@@ -22,21 +22,7 @@ def normalize_prompt(rec: dict, *, path: str, line: int) -> dict:
         raise InputError(f"must be a non-empty string or an integer, got {pid!r}"[:200], path=path, line=line,
                          field="id")
     if "messages" in rec:
-        msgs = require(rec, "messages", list, path=path, line=line, nonempty=True)
-        for j, m in enumerate(msgs):
-            f = f"messages[{j}]"
-            if not isinstance(m, dict):
-                raise InputError("must be an object with 'role' and 'content'", path=path, line=line, field=f)
-            if m.get("role") not in ROLES:
-                raise InputError(f"role must be one of {ROLES}, got {m.get('role')!r}"[:200], path=path, line=line,
-                                 field=f + ".role")
-            if not isinstance(m.get("content"), str):
-                raise InputError("must be a string", path=path, line=line, field=f + ".content")
-        if msgs[-1]["role"] != "user":
-            raise InputError("the last message must be from the user", path=path, line=line, field="messages")
-        if not msgs[-1]["content"].strip():
-            raise InputError("the last user message is empty", path=path, line=line, field="messages")
-        messages = [{"role": m["role"], "content": m["content"]} for m in msgs]
+        messages = check_messages(rec, path=path, line=line)
         prompt = rec.get("prompt") if isinstance(rec.get("prompt"), str) else messages[-1]["content"]
     elif "prompt" in rec:
         prompt = require(rec, "prompt", str, path=path, line=line, nonempty=True)
@@ -44,9 +30,15 @@ def normalize_prompt(rec: dict, *, path: str, line: int) -> dict:
     else:
         raise InputError("missing (a prompt record needs 'prompt' or 'messages')", path=path, line=line,
                          field="prompt")
+    size = sum(len(m["content"]) for m in messages)
+    if size > MAX_PROMPT_CHARS:
+        raise InputError(f"is {size:,} characters long; prompts are limited to {MAX_PROMPT_CHARS:,} (a model reads a "
+                         "few thousand tokens; longer texts would be cut anyway)", path=path, line=line,
+                         field="messages" if "messages" in rec else "prompt")
     fmt = prompt_format(rec, path=path, line=line)
     if fmt == "plain" and len(messages) != 1:
-        raise InputError("a plain-text prompt is one text, not a dialogue", path=path, line=line, field="format")
+        raise InputError("a plain-text record is one text, not a dialogue (a system message or earlier turns would "
+                         "be dropped)", path=path, line=line, field="format")
     out = {"id": str(pid), "prompt": prompt, "messages": messages}
     if fmt == "plain":
         out["format"] = "plain"

@@ -1,7 +1,13 @@
 """The samples.jsonl record: one builder for every sampling backend (transformers and vLLM)."""
 from __future__ import annotations
 
+from udasa.resume import content_hash
 from udasa.sampling.config import SampleConfig
+
+
+def prompt_hash(prompt: dict, cfg: SampleConfig) -> str:
+    """What a record was sampled from: the prompt's id, dialogue and format, and the system prompt."""
+    return content_hash([prompt["id"], prompt["messages"], prompt.get("format", "chat"), cfg.system_prompt])
 
 
 def sample_record(prompt: dict, prompt_ids: list[int], texts: list[str], token_logprobs: list[list[float]],
@@ -22,6 +28,7 @@ def sample_record(prompt: dict, prompt_ids: list[int], texts: list[str], token_l
         "logprob_mean": [round(sum(lp) / len(lp), 5) if lp else 0.0 for lp in lps],
         "finish_reasons": list(finish_reasons),
         "prompt_tokens": len(prompt_ids),
+        "prompt_hash": prompt_hash(prompt, cfg),
     }
     if plain:
         rec["format"] = "plain"

@@ -13,13 +13,14 @@ from tqdm.auto import tqdm
 
 from udasa.errors import InputError
 from udasa.faults import failpoint
-from udasa.io import JsonlAppender
+from udasa.io import JsonlAppender, check_distinct, check_regular_file
 from udasa.models import model_fingerprint
-from udasa.policy import Policy
+from udasa.policy import Policy, check_no_control_tokens
 from udasa.sampling.config import SampleConfig
 from udasa.sampling.generate import sample_seed
 from udasa.sampling.prompts import read_prompts
-from udasa.sampling.records import sample_record
+from udasa.resume import SCHEMAS, check_input_unchanged, check_same_producer
+from udasa.sampling.records import prompt_hash, sample_record
 
 WINDOW_BATCHES = 8  # prompts are sorted by length within a window of this many batches (less padding)
 
@@ -64,20 +65,23 @@ def sample(prompts: str | os.PathLike | Iterable[dict], out: str | os.PathLike, 
         from udasa.sampling.vllm_backend import sample_vllm
         return sample_vllm(prompts, out, cfg, progress=progress)
 
-    # First pass validates the whole input (cheap, streaming) so bad input fails before any work.
-    total = sum(1 for _ in read_prompts(prompts)) if isinstance(prompts, (str, os.PathLike)) else None
-    if total is None:
-        prompts = list(read_prompts(prompts))
-        total = len(prompts)
-        source = prompts
-    else:
+    # A first pass validates the whole input (streaming, cheap) before the model loads, a second one (with the
+    # tokenizer) refuses control tokens; only then does any sampling start.
+    if isinstance(prompts, (str, os.PathLike)):
+        check_distinct(out, prompts=prompts)
+        total = sum(1 for _ in read_prompts(prompts))
         source = read_prompts(prompts)
-
+    else:
+        source = list(read_prompts(prompts))
+        total = len(source)
+    check_regular_file(out, must_exist=False)
     policy = policy or Policy(cfg.model, trust_remote_code=cfg.trust_remote_code, device=cfg.device, dtype=cfg.dtype)
-    meta = {"model": cfg.model, "model_fingerprint": _fingerprint(cfg.model), "sampling": cfg.settings()}
-    with JsonlAppender(out, key="id") as writer:
-        _check_compatible(writer, meta, out)
-        pending = (p for p in source if p["id"] not in writer.done)
+    for p in (read_prompts(prompts) if isinstance(prompts, (str, os.PathLike)) else source):
+        check_no_control_tokens(policy.tokenizer, p["messages"], f"prompt {p['id']!r}")
+    meta = sample_meta(cfg)
+    with JsonlAppender(out, key="id", remember=lambda r: r.get("prompt_hash")) as writer:
+        check_same_producer(writer.first, meta, path=out, what="samples")
+        pending = unchanged_pending(source, writer, cfg, out)
         per_batch = max(1, cfg.batch_size // cfg.n)
         bar = tqdm(total=total, initial=len(writer.done), desc="sampling", unit="prompt", disable=not progress)
         for batch in _batches(pending, per_batch, lambda p: len(p["prompt"])):
@@ -98,11 +102,17 @@ def _fingerprint(name: str) -> str | None:
         return None
 
 
-def _check_compatible(writer: JsonlAppender, meta: dict, out) -> None:
-    """Refuse to resume into a file written with another model or other sampling settings."""
-    if writer.first is not None:
-        old = {k: writer.first.get(k) for k in ("model", "sampling")}
-        new = {k: meta[k] for k in ("model", "sampling")}
-        if old != new:
-            raise InputError(f"already holds samples from other settings {old} (now {new}); "
-                             "use another --out or delete it", path=str(out))
+def sample_meta(cfg: SampleConfig) -> dict:
+    """What every samples record carries about what produced it (compared on resume)."""
+    return {"schema": SCHEMAS["samples"], "model": cfg.model, "model_fingerprint": _fingerprint(cfg.model),
+            "sampling": cfg.settings()}
+
+
+def unchanged_pending(prompts: Iterable[dict], writer: JsonlAppender, cfg: SampleConfig, out) -> Iterable[dict]:
+    """The prompts still to sample; a prompt already sampled into ``out`` must be the same prompt."""
+    for p in prompts:
+        if p["id"] in writer.done:
+            check_input_unchanged(writer.remembered.get(p["id"]), prompt_hash(p, cfg), path=out, item=p["id"],
+                                  what="prompt")
+        else:
+            yield p

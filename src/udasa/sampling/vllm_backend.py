@@ -20,7 +20,8 @@ from udasa.policy import chat_token_ids, check_no_control_tokens
 from udasa.sampling.generate import sample_seed
 from udasa.sampling.prompts import read_prompts
 from udasa.sampling.records import sample_record
-from udasa.sampling.sampler import _check_compatible, _fingerprint
+from udasa.resume import check_same_producer
+from udasa.sampling.sampler import sample_meta, unchanged_pending
 
 
 def _import_vllm():
@@ -38,10 +39,10 @@ def sample_vllm(prompts: str | os.PathLike | Iterable[dict], out: str | os.PathL
     vllm = _import_vllm()
     prompts = list(read_prompts(prompts))  # validates everything before the engine starts
     path = str(resolve_model_path(cfg.model))
-    meta = {"model": cfg.model, "model_fingerprint": _fingerprint(cfg.model), "sampling": cfg.settings()}
-    with JsonlAppender(out, key="id") as writer:
-        _check_compatible(writer, meta, out)
-        pending = [p for p in prompts if p["id"] not in writer.done]
+    meta = sample_meta(cfg)
+    with JsonlAppender(out, key="id", remember=lambda r: r.get("prompt_hash")) as writer:
+        check_same_producer(writer.first, meta, path=out, what="samples")
+        pending = list(unchanged_pending(prompts, writer, cfg, out))
         if not pending:
             return Path(out)
         llm = vllm.LLM(model=path, seed=cfg.seed, trust_remote_code=cfg.trust_remote_code, dtype=cfg.dtype)

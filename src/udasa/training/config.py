@@ -8,15 +8,15 @@ other `DPOConfig` field through ``dpo_kwargs``).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from udasa.device import Placement, check_device_name, check_dtype_name
-from udasa.errors import InputError, check_fields
+from udasa.errors import InputError, check_fields, finite_number
 from udasa.models import DEFAULT_POLICY
 
 REFERENCES = ("initial", "previous")
+STAGE_LABELS = ("conservative", "moderate", "exploratory", "all")
 OVERRIDABLE = ("beta", "learning_rate", "num_train_epochs", "loss_type", "max_steps")
 
 
@@ -100,15 +100,18 @@ class TrainConfig:
             (self.reference in REFERENCES, "reference", f"must be one of {REFERENCES}"),
             (_pos(self.beta), "beta", "must be > 0"),
             (_pos(self.learning_rate), "learning_rate", "must be > 0"),
-            (_pos(self.num_train_epochs), "num_train_epochs", "must be > 0"),
-            (self.per_device_train_batch_size >= 1, "per_device_train_batch_size", "must be >= 1"),
-            (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", "must be >= 1"),
-            (self.max_length is None or self.max_length >= 8, "max_length", "must be >= 8 or None"),
-            (0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)"),
+            (_pos(self.num_train_epochs) and self.num_train_epochs <= 1000, "num_train_epochs", "must be in (0, 1000]"),
+            (isinstance(self.max_steps, int) and (self.max_steps == -1 or 0 < self.max_steps <= 10_000_000),
+             "max_steps", "must be -1 (use epochs) or in [1, 10000000]"),
+            (1 <= self.per_device_train_batch_size <= 65536, "per_device_train_batch_size", "must be in [1, 65536]"),
+            (1 <= self.gradient_accumulation_steps <= 65536, "gradient_accumulation_steps", "must be in [1, 65536]"),
+            (self.max_length is None or 8 <= self.max_length <= 1_048_576, "max_length", "must be in [8, 1048576] or None"),
+            (finite_number(self.warmup_ratio) and 0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)"),
             (self.logging_steps >= 1, "logging_steps", "must be >= 1"),
             (self.save_steps >= 1, "save_steps", "must be >= 1"),
             (self.lora_r >= 1, "lora_r", "must be >= 1"),
-            (0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)"),
+            (finite_number(self.lora_dropout) and 0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)"),
+            (self.lora_alpha > 0, "lora_alpha", "must be > 0"),
             (bool(self.lora_target_modules), "lora_target_modules", "must name at least one module"),
             (self.precompute_batch_size >= 1, "precompute_batch_size", "must be >= 1"),
         ]
@@ -118,12 +121,24 @@ class TrainConfig:
         self.model = str(self.model)
         if isinstance(self.loss_type, str):
             self.loss_type = [self.loss_type]
+        if not isinstance(self.stage_overrides, dict):
+            raise InputError("must be a mapping of stage label to overrides", field="stage_overrides")
         for stage, ov in self.stage_overrides.items():
+            if stage not in STAGE_LABELS:
+                raise InputError(f"unknown stage {stage!r}; stages are {', '.join(STAGE_LABELS)}",
+                                 field=f"stage_overrides.{stage}")
             if not isinstance(ov, dict):
                 raise InputError("must be a mapping of overrides", field=f"stage_overrides.{stage}")
             bad = sorted(set(ov) - set(OVERRIDABLE))
             if bad:
                 raise InputError(f"cannot override {bad}; choose among {OVERRIDABLE}", field=f"stage_overrides.{stage}")
+            for name, value in ov.items():  # the same ranges as the run-wide settings
+                ok = {"beta": _pos, "learning_rate": _pos, "num_train_epochs": _pos,
+                      "max_steps": lambda v: isinstance(v, int) and not isinstance(v, bool) and (v == -1 or v > 0),
+                      "loss_type": lambda v: isinstance(v, str) or (isinstance(v, list) and v and
+                                                                    all(isinstance(x, str) for x in v))}[name](value)
+                if not ok:
+                    raise InputError(f"{value!r} is out of range for {name}", field=f"stage_overrides.{stage}.{name}")
 
     def stage_value(self, stage: str, name: str):
         return self.stage_overrides.get(stage, {}).get(name, getattr(self, name))
@@ -175,4 +190,4 @@ class TrainConfig:
 
 
 def _pos(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+    return finite_number(x) and x > 0

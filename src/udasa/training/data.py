@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from udasa.curriculum import STAGES
-from udasa.errors import InputError
-from udasa.io import iter_jsonl, prompt_format, require
+from udasa.errors import InputError, finite_number
+from udasa.io import check_messages, iter_jsonl, prompt_format, require
 
 
 @dataclass
@@ -38,35 +38,36 @@ def pair_key(messages: list[dict], chosen: str, rejected: str, fmt: str = "chat"
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def read_pairs(path: str | Path) -> list[Stage]:
     """Checked pairs grouped into stages, in training order. Raises `InputError` naming file/line/field."""
     path = str(path)
     by_index: dict[int, Stage] = {}
+    seen: dict[str, int] = {}
     n = 0
     for line, rec in iter_jsonl(path):
         if rec is None:
             continue
         n += 1
-        require(rec, "id", (str, int), path=path, line=line)
-        msgs = require(rec, "messages", list, path=path, line=line, nonempty=True)
-        for j, m in enumerate(msgs):
-            if not (isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
-                    and isinstance(m.get("content"), str)):
-                raise InputError("must be {role: system|user|assistant, content: str}", path=path, line=line,
-                                 field=f"messages[{j}]")
-        if msgs[-1]["role"] != "user":
-            raise InputError("the last message must be from the user", path=path, line=line, field="messages")
+        pid = require(rec, "id", (str, int), path=path, line=line)
+        if str(pid) in seen:
+            raise InputError(f"duplicate pair id {str(pid)!r} (first on line {seen[str(pid)]})"[:300], path=path,
+                             line=line, field="id")
+        seen[str(pid)] = line
+        fmt = prompt_format(rec, path=path, line=line)
+        msgs = check_messages(rec, path=path, line=line, fmt=fmt)
         chosen = require(rec, "chosen", str, path=path, line=line, nonempty=True)
         rejected = require(rec, "rejected", str, path=path, line=line, nonempty=True)
-        fmt = prompt_format(rec, path=path, line=line)
+        if chosen.strip() == rejected.strip():
+            raise InputError("chosen and rejected are the same text: the pair teaches nothing", path=path, line=line,
+                             field="rejected")
+        if "delta_u" in rec:
+            d = rec["delta_u"]
+            if not finite_number(d):
+                raise InputError(f"must be a finite number (got {d!r})"[:200], path=path, line=line, field="delta_u")
+            if d <= 0 and rec.get("selection") != "random":
+                raise InputError(f"must be > 0: the chosen response must score better than the rejected one (got "
+                                 f"{d}); only random pairs (selection: random) may have any sign", path=path,
+                                 line=line, field="delta_u")
         label = require(rec, "stage", str, path=path, line=line, nonempty=True)
         index = require(rec, "stage_index", int, path=path, line=line)
         if index < 0:

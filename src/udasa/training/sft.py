@@ -40,7 +40,6 @@ def best_of_n_rows(scores_path: str | Path, score_key: str = "u") -> list[dict]:
 
 def train_best_of_n(scores_path: str | Path, out_dir: str | Path, config: TrainConfig | None = None) -> Path:
     """SFT on the best-of-n responses; writes ``out/final`` (HF model folder) and ``out/train_log.jsonl``."""
-    import torch
     from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -63,7 +62,10 @@ def train_best_of_n(scores_path: str | Path, out_dir: str | Path, config: TrainC
                      lr_scheduler_type=cfg.lr_scheduler_type, logging_steps=cfg.logging_steps, save_strategy="no",
                      seed=cfg.seed, report_to="none", disable_tqdm=True, completion_only_loss=True,
                      **cfg.precision_args())
-    tok = AutoTokenizer.from_pretrained(initial, trust_remote_code=cfg.trust_remote_code)
+    from udasa.models import load_checked
+
+    tok = load_checked(lambda: AutoTokenizer.from_pretrained(initial, trust_remote_code=cfg.trust_remote_code), initial,
+                       "tokenizer")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = _policy(initial, initial, cfg)

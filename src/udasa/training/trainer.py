@@ -24,10 +24,11 @@ from transformers import TrainerCallback
 
 from udasa.errors import InputError
 from udasa.faults import failpoint
-from udasa.io import JsonlAppender, atomic_write_json
+from udasa.io import JsonlAppender, atomic_write_json, file_sha256
+from udasa.resume import check_same_producer
 from udasa.models import cache_dir, model_fingerprint, resolve_model_path
 from udasa.training.config import TrainConfig
-from udasa.training.data import Stage, file_sha256, read_pairs, to_rows
+from udasa.training.data import Stage, read_pairs, to_rows
 
 MARKER = "udasa_stage.json"  # written last: its presence means the folder is complete
 METRICS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
@@ -45,7 +46,10 @@ def check_inputs(pairs_path: str | Path, config: TrainConfig) -> tuple[list[Stag
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        mcfg = AutoConfig.from_pretrained(model_path, trust_remote_code=config.trust_remote_code)
+        from udasa.models import load_checked
+
+        mcfg = load_checked(lambda: AutoConfig.from_pretrained(model_path, trust_remote_code=config.trust_remote_code),
+                            model_path, "model config")
         with torch.device("meta"):  # module names without allocating weights
             names = {n.rsplit(".", 1)[-1] for n, _ in AutoModelForCausalLM.from_config(mcfg).named_modules()}
         missing = [m for m in config.lora_target_modules if m not in names]
@@ -60,7 +64,6 @@ def check_inputs(pairs_path: str | Path, config: TrainConfig) -> tuple[list[Stag
 
 def train(pairs_path: str | Path, out_dir: str | Path, config: TrainConfig | None = None) -> Path:
     """Train stage by stage on ``pairs_path``; returns the ``final/`` model folder."""
-    import torch
     from accelerate import PartialState
 
     cfg = config or TrainConfig()
@@ -98,11 +101,12 @@ def _check_resume(out: Path, run: dict) -> None:
     """Refuse to continue a run in ``out`` that was started with other pairs, model or settings."""
     path = out / "run.json"
     if path.exists():
-        old = json.loads(path.read_text())
-        keys = ("initial_fingerprint", "config", "data")
-        diff = [k for k in keys if old.get(k) != run.get(k)]
-        if diff:
-            raise InputError(f"already holds a run with other {diff}; use another --out or delete it", path=str(out))
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"invalid JSON ({e.msg}); delete the folder to start over", path=str(path)) from None
+        check_same_producer(old, {k: run[k] for k in ("initial_fingerprint", "config", "data")}, path=out,
+                            what="a training run")
     else:
         atomic_write_json(path, run)
 
@@ -111,8 +115,10 @@ def _load(path: Path, cfg: TrainConfig):
     import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
-                                                trust_remote_code=cfg.trust_remote_code)
+    from udasa.models import load_checked
+
+    return load_checked(lambda: AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float32, use_safetensors=True, trust_remote_code=cfg.trust_remote_code), Path(path))
 
 
 def _policy(start_from: Path, initial: Path, cfg: TrainConfig):
@@ -139,7 +145,10 @@ def _train_stage(stage: Stage, start_from: Path, initial: Path, folder: Path, ou
 
     t0 = time.time()
     args = cfg.dpo_config(stage.label, stage.index, folder / "checkpoints")
-    tok = AutoTokenizer.from_pretrained(initial, trust_remote_code=cfg.trust_remote_code)
+    from udasa.models import load_checked
+
+    tok = load_checked(lambda: AutoTokenizer.from_pretrained(initial, trust_remote_code=cfg.trust_remote_code), initial,
+                       "tokenizer")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = _policy(start_from, initial, cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from udasa.device import check_device_name, check_dtype_name
-from udasa.errors import InputError, check_fields
+from udasa.errors import InputError, check_fields, finite_number
 from udasa.models import DEFAULT_EMBEDDER
 from udasa.uncertainty.specs import FACTUAL_GATES
 
@@ -92,10 +92,10 @@ class ScoreConfig:
             (-1 <= self.cluster_threshold <= 1, "cluster_threshold", "must be in [-1, 1]"),
             (-1 <= self.support_threshold <= 1, "support_threshold", "must be in [-1, 1]"),
             (0 <= self.token_weight <= 1, "token_weight", "must be in [0, 1]"),
-            (_finite(self.value_temperature) and self.value_temperature > 0, "value_temperature", "must be > 0"),
-            (self.contrast_weight is None or (_finite(self.contrast_weight) and 0 <= self.contrast_weight <= 1),
+            (finite_number(self.value_temperature) and self.value_temperature > 0, "value_temperature", "must be > 0"),
+            (self.contrast_weight is None or (finite_number(self.contrast_weight) and 0 <= self.contrast_weight <= 1),
              "contrast_weight", "must be in [0, 1]"),
-            (_finite(self.contrast_temperature) and self.contrast_temperature > 0, "contrast_temperature",
+            (finite_number(self.contrast_temperature) and self.contrast_temperature > 0, "contrast_temperature",
              "must be > 0"),
             (self.factual_gate in (None, *FACTUAL_GATES), "factual_gate", f"must be one of {FACTUAL_GATES}"),
             (0 <= self.judge_weight <= 1, "judge_weight", "must be in [0, 1]"),
@@ -146,12 +146,6 @@ class ScoreConfig:
         return d
 
 
-def _finite(x) -> bool:
-    import math
-
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _check_weights(weights, field_name: str) -> dict[str, float]:
     """Axis weights rescaled to sum to 1 (missing axes 0)."""
     if not isinstance(weights, dict):
@@ -162,7 +156,7 @@ def _check_weights(weights, field_name: str) -> dict[str, float]:
     w = {}
     for a in AXES:
         v = weights.get(a, 0.0)
-        if not _finite(v) or v < 0:
+        if not finite_number(v) or v < 0:
             raise InputError(f"must be finite numbers >= 0 (got {a}: {v!r})", field=field_name)
         w[a] = float(v)
     if sum(w.values()) <= 0:

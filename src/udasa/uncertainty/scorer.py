@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import numpy as np
 
-from udasa.errors import InputError
+from udasa.errors import InputError, finite_number
 from udasa.faults import failpoint
-from udasa.io import JsonlAppender, iter_jsonl, require
+from udasa.io import JsonlAppender, check_distinct, iter_jsonl, require
+from udasa.resume import SCHEMAS, check_input_unchanged, check_same_producer, content_hash
 from udasa.uncertainty import functional as F
 from udasa.uncertainty.config import AXES, ScoreConfig
 from udasa.uncertainty.estimators import build_estimators, compute_stats, embed_spec, get_embedder
@@ -38,8 +38,7 @@ def check_sample(rec: dict, *, path: str, line: int, model: str | None = None) -
         if len(tl) != n or not all(isinstance(t, list) for t in tl):
             raise InputError(f"must be {n} lists of numbers", path=path, line=line, field="token_logprobs")
         lpm = [sum(t) / len(t) if t else 0.0 for t in tl]
-    if len(lpm) != n or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
-                                for x in lpm):
+    if len(lpm) != n or not all(finite_number(x) for x in lpm):
         raise InputError(f"must be {n} finite numbers (one per response)", path=path, line=line,
                          field="logprob_mean")
     if "num_tokens" in rec:
@@ -145,19 +144,44 @@ class Scorer:
             if out[k] is None:
                 out.pop(k)
         out["scoring"] = self.cfg.settings()
+        out["schema"] = SCHEMAS["scores"]
+        out["sample_hash"] = sample_hash(rec)
         return out
 
 
 def iter_samples(path: str | os.PathLike, model: str | None = None) -> Iterator[dict]:
-    """Stream checked sample records; all must come from one model (the first record's, unless named)."""
-    first_model = model
+    """Stream checked sample records; all must come from one model (the first record's, unless named),
+    with one set of weights (its fingerprint)."""
+    first_model, first_fp = model, None
     for line, rec in iter_jsonl(path):
         if rec is None:
             continue
         s = check_sample(rec, path=str(path), line=line, model=first_model)
         if first_model is None and "model" in rec:
             first_model = rec["model"]
+        fp = rec.get("model_fingerprint")
+        if first_fp is None:
+            first_fp = fp
+        elif fp != first_fp:
+            raise InputError(f"mixes samples of two models: weights {fp} here, {first_fp} on the first line; "
+                             "score the samples of one model per file", path=str(path), line=line,
+                             field="model_fingerprint")
         yield s
+
+
+def sample_hash(sample: dict) -> str:
+    """What a scores record was computed from: the checked sample record (texts, log-probs, model)."""
+    return content_hash({k: sample.get(k) for k in ("id", "messages", "responses", "num_tokens", "logprob_mean",
+                                                    "model_fingerprint", "format", "sources")})
+
+
+def _unscored(samples: Iterable[dict], writer: JsonlAppender, out_path) -> Iterator[dict]:
+    for s in samples:
+        if s["id"] in writer.done:
+            check_input_unchanged(writer.remembered.get(s["id"]), sample_hash(s), path=out_path, item=s["id"],
+                                  what="the sample record of prompt")
+        else:
+            yield s
 
 
 def _batched(it: Iterable[dict], size: int) -> Iterator[list[dict]]:
@@ -186,13 +210,14 @@ def score(samples_path: str | os.PathLike, out_path: str | os.PathLike, config: 
     total = sum(1 for _ in iter_samples(samples_path, cfg.model))
     if total == 0:
         raise InputError("holds no samples", path=str(samples_path))
+    check_distinct(out_path, samples=samples_path)
     scorer = scorer if scorer is not None and scorer.cfg == cfg else Scorer(cfg)
-    with JsonlAppender(out_path, key="id") as writer:
-        if writer.first is not None and (writer.first.get("scoring") != cfg.settings()):
-            raise InputError(f"already holds scores made with other settings {writer.first.get('scoring')}; "
-                             "use another --out or delete it", path=str(out_path))
+    first = next(iter_samples(samples_path, cfg.model))
+    meta = {"schema": SCHEMAS["scores"], "scoring": cfg.settings(), "model_fingerprint": first.get("model_fingerprint")}
+    with JsonlAppender(out_path, key="id", remember=lambda r: r.get("sample_hash")) as writer:
+        check_same_producer(writer.first, meta, path=out_path, what="scores")
         bar = tqdm(total=total, initial=len(writer.done), desc="scoring", unit="prompt", disable=not progress)
-        pending = (s for s in iter_samples(samples_path, cfg.model) if s["id"] not in writer.done)
+        pending = _unscored(iter_samples(samples_path, cfg.model), writer, out_path)
         for batch in _batched(pending, cfg.batch_prompts):
             writer.write(scorer.score_records(batch, checked=True))
             bar.update(len(batch))

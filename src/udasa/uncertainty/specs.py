@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from udasa.errors import InputError
+from udasa.errors import InputError, finite_number
 
 SPEC_KEYS = {"name", "description", "principles", "fitted"}
 PRINCIPLE_KEYS = {"name", "question", "conforming", "violating", "contrast"}
@@ -77,16 +77,15 @@ def load_spec(name_or_path: str | os.PathLike) -> ValueSpec:
     if not path.is_file():
         raise InputError(f"spec {key!r} is neither a shipped spec ({', '.join(builtin_specs())}) nor a YAML file",
                          field="spec")
-    return parse_spec(path.read_text("utf-8"), source=str(path))
+    from udasa.io import read_text_file
+
+    return parse_spec(read_text_file(path), source=str(path))
 
 
 def parse_spec(text: str, source: str = "<spec>") -> ValueSpec:
-    import yaml
+    from udasa.io import load_yaml
 
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise InputError(f"invalid YAML: {e}", path=source) from None
+    doc = load_yaml(text, source)
     if not isinstance(doc, dict):
         raise InputError("a spec must be a mapping with 'name' and 'principles'", path=source)
     _check_keys(doc, SPEC_KEYS, {"name", "principles"}, source, "")
@@ -126,14 +125,12 @@ def parse_spec(text: str, source: str = "<spec>") -> ValueSpec:
 
 
 def _check_fitted(fitted, source: str) -> dict:
-    import math
-
     if not isinstance(fitted, dict):
         raise InputError("must be a mapping", path=source, field="fitted")
     _check_keys(fitted, FITTED_KEYS, set(), source, "fitted.")
     w = fitted.get("weights")
     if w is not None and (not isinstance(w, dict) or set(w) - {"semantic", "factual", "value"} or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in w.values())
+            finite_number(v) and v >= 0 for v in w.values())
             or sum(w.values()) <= 0):
         raise InputError("must map semantic/factual/value to finite numbers >= 0 with a positive sum", path=source,
                          field="fitted.weights")

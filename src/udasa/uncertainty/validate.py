@@ -11,7 +11,6 @@ records also carry ``sources``: "policy", "chosen"/"rejected" or "correct"/"inco
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,14 +76,15 @@ def collect_items(items: list[dict], out: str | os.PathLike, *, policy=None, cfg
 
     from udasa.sampling import Policy, SampleConfig, respond
     from udasa.sampling.logprobs import response_logprobs
-    from udasa.sampling.sampler import _check_compatible, _fingerprint
+    from udasa.resume import check_same_producer
+    from udasa.sampling.sampler import sample_meta, unchanged_pending
 
     cfg = cfg or SampleConfig(max_new_tokens=64)
     policy = policy or Policy(cfg.model, trust_remote_code=cfg.trust_remote_code, device=cfg.device, dtype=cfg.dtype)
-    meta = {"model": cfg.model, "model_fingerprint": _fingerprint(cfg.model), "sampling": cfg.settings()}
-    with JsonlAppender(out, key="id") as writer:
-        _check_compatible(writer, meta, out)
-        todo = [it for it in items if it["id"] not in writer.done]
+    meta = sample_meta(cfg)
+    with JsonlAppender(out, key="id", remember=lambda r: r.get("prompt_hash")) as writer:
+        check_same_producer(writer.first, meta, path=out, what="validation items")
+        todo = list(unchanged_pending(items, writer, cfg, out))
         bar = tqdm(total=len(items), initial=len(items) - len(todo), desc="validation items", disable=not progress)
         for start in range(0, len(todo), batch_prompts):
             batch = todo[start:start + batch_prompts]
