@@ -2,7 +2,7 @@
 # Does u agree with human preferences? (docs/RESULTS.md, "Validation".) First each spec's scoring settings
 # are fitted on its dev slice (HH items 0-99, TruthfulQA validation questions 0-149) and written into
 # src/udasa/specs/; then u is measured on the disjoint reporting slice (HH items 100-399, TruthfulQA
-# 150-449), and the table goes into docs/RESULTS.md. Resumable: rerun after a stop and it continues.
+# 150-299), and the table goes into docs/RESULTS.md. Resumable: rerun after a stop and it continues.
 #   bash scripts/validation.sh            (about 2 hours on one core of a 2-core machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -121,7 +121,7 @@ def test_write_fitted_round_trips_through_the_spec_reader(tmp_path):
 def test_fit_slices_never_touch_the_reporting_items():
     assert (ValidateConfig(fit=True).offset, ValidateConfig(fit=True).limit) == (0, 100)
     assert (ValidateConfig().offset, ValidateConfig().limit) == (100, 300)
-    assert (ValidateConfig(data="truthfulqa").offset, ValidateConfig(data="truthfulqa").limit) == (150, 300)
+    assert (ValidateConfig(data="truthfulqa").offset, ValidateConfig(data="truthfulqa").limit) == (150, 150)
     with pytest.raises(InputError, match="may not read the reporting slice"):
         ValidateConfig(fit=True, offset=50, limit=100)
     with pytest.raises(InputError, match="may not read the reporting slice"):
@@ -132,7 +132,7 @@ def test_fit_slices_never_touch_the_reporting_items():
     from udasa.uncertainty.validate import load_items
 
     evaluated = {r["id"] for r in select_items(truthfulqa(), load_task("truthful").size, full=False, limit=None)}
-    assert not {i["id"] for i in load_items("truthfulqa", 0, 450)} & evaluated
+    assert not {i["id"] for i in load_items("truthfulqa", 0, 300)} & evaluated
 
 
 def test_length_controlled_reading_keeps_only_comparable_lengths():
@@ -146,3 +146,13 @@ def test_length_controlled_reading_keeps_only_comparable_lengths():
     assert item_agreement(far, length_matched=True) is None
     summary, n = length_matched([rec, far])
     assert n == 1 and summary["combined u"]["agreement"] == 1.0
+
+
+def test_each_prompt_can_name_its_own_spec():
+    rec = {"id": "a", "prompt": "Tell me", "responses": ["Sure, here are the steps.", "I'm sorry, I can't help."],
+           "num_tokens": [5, 5], "logprob_mean": [-1.0, -1.5], "model": "m"}
+    out = Scorer(ScoreConfig(spec="safety", embedder="bow")).score_records([rec, {**rec, "id": "b", "spec": "helpful"}])
+    assert [o["spec"] for o in out] == ["safety", "helpful"] and [o["id"] for o in out] == ["a", "b"]
+    alone = Scorer(ScoreConfig(spec="helpful", embedder="bow")).score_records([{**rec, "id": "b"}])[0]
+    assert out[1]["components"]["value"] == alone["components"]["value"]
+    assert out[0]["components"]["value"] != alone["components"]["value"]

@@ -104,3 +104,78 @@ def test_killed_at_any_point_then_rerun_gives_the_same_artifacts(tmp_path, tiny_
     r = udasa_run(recipe)
     assert r.returncode == 0, r.stderr[-3000:]
     assert artifacts(crash_dir / "run") == reference
+
+
+def shrunk(name: str, tmp_path, model: str, **extra) -> Path:
+    """A shipped recipe cut down to the tiny model: same structure (selection, baselines, trajectory), tiny sizes."""
+    data = yaml.safe_load((ROOT / "recipes" / name).read_text())
+    data["prompts"] = [{**p, "limit": 4} for p in data["prompts"]]
+    data.update(model=model, out=str(tmp_path / "run"), threads=1)
+    data["sample"].update(n=3, max_new_tokens=6, batch_size=12)
+    data["score"]["embedder"] = "bow"
+    data["train"].update(max_steps=1, per_device_train_batch_size=2, save_steps=1, max_length=512)
+    sizes = {t: 3 for t in data["eval"]["tasks"]}
+    data["eval"].update(sizes=sizes, bootstrap_resamples=100, rm_max_pairs=40, batch_size=4)
+    if data.get("select"):
+        data["select"]["candidates"] = data["select"]["candidates"][:2]
+        data["eval"]["sizes"][data["select"]["task"]] = 3
+        data["select"]["max"] = {}
+    data["baselines"] = [{k: v for k, v in b.items() if k != "eval"} for b in data["baselines"]
+                         if b["name"] in ("dpo-no-curriculum", "random-pair")]
+    data.update(extra)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_tiny_sentiment_recipe_selects_on_dev_and_reports_every_diagnostic(tmp_path, tiny_model_path):
+    r = udasa_run(shrunk("sentiment.yaml", tmp_path, tiny_model_path))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    run = tmp_path / "run"
+    sel = json.loads((run / "selection.json").read_text())
+    assert sel["task"] == "sentiment-dev" and len(sel["candidates"]) == 2 and sel["chosen"] in ("select-1", "select-2")
+    chosen = next(c for c in sel["candidates"] if c["candidate"] == sel["chosen"])
+    best = max(c["dev"]["reward"]["mean"] for c in sel["candidates"])
+    assert chosen["dev"]["reward"]["mean"] == best  # the dev metric decided
+    # candidates were evaluated on the dev task only; the main model is the chosen candidate, on the test task
+    assert set(json.loads((run / "select" / "select-1" / "eval" / "metrics.json").read_text())["tasks"]) == \
+        {"sentiment-dev"}
+    main = json.loads((run / "eval" / "metrics.json").read_text())
+    assert main["model"] == str(run / "select" / sel["chosen"] / "model" / "final") and "sentiment" in main["tasks"]
+    # the baselines train with the chosen settings
+    train_cfg = json.loads((run / "variants" / "random-pair" / "model" / "run.json").read_text())["config"]
+    assert train_cfg["learning_rate"] == chosen["train"]["learning_rate"]
+    pairs = [json.loads(x) for x in (run / "variants" / "random-pair" / "pairs.jsonl").read_text().splitlines()]
+    assert pairs and all(p["selection"] == "random" and p["stage"] == "all" for p in pairs)
+    report = (run / "report" / "report.md").read_text()
+    for section in ("## Hyperparameters chosen on the dev task", "## UDASA against each model", "## Reward against KL",
+                    "## Trajectory over the curriculum", "## Pair diagnostics", "## Training",
+                    "## Generations side by side", "udasa − random-pair", "| stage | seconds | device | dtype |"):
+        assert section in report, section
+    assert (run / "report" / "frontier-sentiment.png").stat().st_size > 1000
+    assert (run / "report" / "training_curves.png").stat().st_size > 1000
+    diag = json.loads((run / "diagnostics.json").read_text())
+    assert 0 <= diag["pairs"]["udasa"]["sentiment"]["chosen_more_positive"]["mean"] <= 1
+    assert "random-pair" in diag["pairs"] and set(diag["training"]["udasa"]) == {"conservative", "moderate",
+                                                                                   "exploratory"}
+    assert sorted(p.name for p in (run / "eval-stages").iterdir()) == ["stage-1-conservative", "stage-2-moderate"]
+    for name in ("distinct_2", "repetition", "nll_base"):
+        assert name in main["tasks"]["sentiment"]["metrics"]
+    markers = [json.loads(p.read_text()) for p in (run / ".stages").glob("*.json")]
+    assert all(m["placement"] == {"device": "cpu", "dtype": "float32"} for m in markers if "placement" in m)
+    assert sum("placement" in m for m in markers) >= 8
+
+
+def test_tiny_harmless_recipe_judges_each_source_by_its_own_spec(tmp_path, tiny_model_path):
+    r = udasa_run(shrunk("harmless.yaml", tmp_path, tiny_model_path, device="cpu"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    run = tmp_path / "run"
+    scores = [json.loads(x) for x in (run / "scores.jsonl").read_text().splitlines()]
+    specs = {s["id"].split("-")[0] + "-" + s["id"].split("-")[1]: s["spec"] for s in scores}
+    assert specs["hh-harmless"] == "safety" and specs["hh-helpful"] == "helpful"
+    assert specs["self-instruct"] == "helpful"
+    diag = json.loads((run / "diagnostics.json").read_text())
+    assert diag["pairs"]["udasa"]["refusal"]["pairs"] >= 1
+    metrics = json.loads((run / "eval-base" / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == {"harmless", "helpful"}
+    assert "over_refusal_rate" in (run / "report" / "report.md").read_text()

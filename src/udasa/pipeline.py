@@ -102,6 +102,15 @@ class Stages:
         return {name: m["seconds"] for name, m in self.finished().items()}
 
 
+def _spec_key(recipe: Recipe, ucfg) -> dict:
+    """The fitted settings each spec of the run brings (their change must invalidate the scores)."""
+    specs = dict.fromkeys([ucfg.spec] + [p.spec for p in recipe.prompts if p.spec])
+    settings = {s: ucfg.spec_settings(s) for s in specs}
+    if list(settings) == [ucfg.spec]:
+        return {"spec": settings[ucfg.spec]} if settings[ucfg.spec] else {}
+    return {"specs": settings}
+
+
 def collect_prompts(recipe: Recipe) -> list[dict]:
     """The training prompts: vendored sets (restricted by `udasa.data.splits`) or files, minus anything
     evaluation or the evaluators read."""
@@ -123,7 +132,9 @@ def collect_prompts(recipe: Recipe) -> list[dict]:
         for r in items:
             if r["id"] not in seen:
                 seen.add(r["id"])
-                rows.append({k: r[k] for k in ("id", "prompt", "messages", "format") if k in r})
+                rows.append({k: r[k] for k in ("id", "prompt", "messages", "format", "spec") if k in r})
+                if src.spec:
+                    rows[-1]["spec"] = src.spec
     overlap = training_eval_overlap(rows)
     if overlap:  # e.g. an HH opening line that also opens a dialogue the evaluators were trained on
         warnings.warn(f"dropped {len(overlap)} training prompts that are also evaluation prompts "
@@ -177,7 +188,7 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
     from udasa.uncertainty import score
     ucfg = recipe.stage_config("score")
     scores = root / "scores.jsonl"
-    h_score = stages.run("score", {"in": h_sample, "cfg": config_key(ucfg), **({"spec": ucfg.spec_settings()} if ucfg.spec_settings() else {})}, scores, lambda: score(samples, scores, ucfg),
+    h_score = stages.run("score", {"in": h_sample, "cfg": config_key(ucfg), **_spec_key(recipe, ucfg)}, scores, lambda: score(samples, scores, ucfg),
                          cfg=ucfg)
 
     evals: list[tuple[str, Path]] = []

@@ -35,12 +35,15 @@ class PromptSource:
         path: a JSONL prompts file instead of ``data``.
         limit: take at most this many prompts (after ``offset``).
         offset: skip this many prompts first.
+        spec: the value spec that judges the responses to these prompts, instead of the ``score`` section's
+            (e.g. ``safety`` for harmful requests, ``helpful`` for benign ones in the same run).
     """
 
     data: str | None = None
     path: str | None = None
     limit: int | None = None
     offset: int = 0
+    spec: str | None = None
 
     def __post_init__(self):
         if (self.data is None) == (self.path is None):
@@ -50,6 +53,10 @@ class PromptSource:
         if self.offset < 0:
             raise InputError(f"must be >= 0 (got {self.offset}); a negative offset would count from the end",
                              field="offset")
+        if self.spec is not None:
+            from udasa.uncertainty.specs import load_spec
+
+            load_spec(self.spec)
 
 
 @dataclass

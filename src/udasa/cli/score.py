@@ -77,7 +77,7 @@ def validate(
     out: Path = typer.Option(..., help="Output folder (items.jsonl, scores-*.jsonl, validation.json/.md); resumable."),
     n_samples: int = typer.Option(4, help="Fresh policy samples per item, added to the human candidates."),
     limit: Optional[int] = typer.Option(None, help="Items to use (from --offset); with neither, the reporting slice "
-                                                   "(items 100-399 of HH, 150-449 of TruthfulQA's validation "
+                                                   "(items 100-399 of HH, 150-299 of TruthfulQA's validation "
                                                    "questions) or with --fit the dev slice (0-99, 0-149)."),
     offset: Optional[int] = typer.Option(None, help="First item; design tuning and --fit stay on the dev slice."),
     fit: bool = typer.Option(False, "--fit", help="Choose the spec's axis weights, contrast weight and factual gate "

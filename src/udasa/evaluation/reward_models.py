@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -131,7 +132,7 @@ def train_reward_models(embedder_name: str = DEFAULT_EMBEDDER, out: Path | None 
             "train_accuracy": summarize(pairwise_accuracy(w, *feats[s, "rm-train"]))["mean"],
             "max_pairs": max_pairs, "C": c, "features": FEATURES_VERSION, "embedder": embedder_name,
             "embedder_fingerprint": model_fingerprint(embedder_name), "data_fingerprint": _data_fingerprint(),
-            "split": HH_SPLIT_RULE,
+            "split": HH_SPLIT_RULE, "command": TRAIN_COMMAND,
             "embed_seconds_all_heads": round(t_embed, 1), "fit_seconds": round(time.time() - t1, 1),
         }
         out.mkdir(parents=True, exist_ok=True)
@@ -141,13 +142,43 @@ def train_reward_models(embedder_name: str = DEFAULT_EMBEDDER, out: Path | None 
     return models
 
 
-def load_reward_models(embedder_name: str = DEFAULT_EMBEDDER, max_pairs: int | None = None,
-                       device: str = "cpu") -> dict[str, RewardModel]:
-    """The two evaluator heads ({'harmless', 'helpful'}), trained on first use (minutes) and cached."""
+SHIPPED_DIR = Path(__file__).parent / "heads"  # package data: `udasa evaluators train` writes it
+TRAIN_COMMAND = "udasa evaluators train"
+
+
+def _load_dir(d: Path, device: str) -> dict[str, RewardModel] | None:
     from safetensors.numpy import load_file
 
-    d = rm_cache_dir(embedder_name, max_pairs)
     if not all((d / f"{s}_rm.safetensors").exists() and (d / f"{s}_rm.json").exists() for s in SUBSETS):
-        return train_reward_models(embedder_name, d, max_pairs, device)
+        return None
     return {s: RewardModel(f"{s}_rm", load_file(str(d / f"{s}_rm.safetensors"))["weights"],
                            json.loads((d / f"{s}_rm.json").read_text()), device) for s in SUBSETS}
+
+
+def shipped_heads_match(embedder_name: str = DEFAULT_EMBEDDER) -> bool:
+    """The heads shipped with udasa fit this data, split, feature version and embedder weights."""
+    metas = [SHIPPED_DIR / f"{s}_rm.json" for s in SUBSETS]
+    if not all(m.exists() for m in metas):
+        return False
+    want = {"data_fingerprint": _data_fingerprint(), "embedder_fingerprint": model_fingerprint(embedder_name)}
+    return all({k: json.loads(m.read_text()).get(k) for k in want} == want for m in metas)
+
+
+def load_reward_models(embedder_name: str = DEFAULT_EMBEDDER, max_pairs: int | None = None,
+                       device: str = "cpu", retrain: bool = False) -> dict[str, RewardModel]:
+    """The two evaluator heads ({'harmless', 'helpful'}).
+
+    The heads shipped with udasa (``evaluation/heads/``, written by ``udasa evaluators train``) are used
+    when they match the vendored data and the embedder; otherwise (or with ``retrain``, or a ``max_pairs``
+    cap for quick tests) heads are trained into the cache on first use (minutes) and reused from there.
+    """
+    if max_pairs is None and not retrain and shipped_heads_match(embedder_name):
+        return _load_dir(SHIPPED_DIR, device)
+    d = rm_cache_dir(embedder_name, max_pairs)
+    models = None if retrain else _load_dir(d, device)
+    if models is None:
+        if max_pairs is None:
+            warnings.warn("the evaluator heads shipped with udasa do not match this data or embedder; training new "
+                          f"ones into {d} (minutes; `{TRAIN_COMMAND}` refreshes the shipped ones)")
+        models = train_reward_models(embedder_name, d, max_pairs, device)
+    return models

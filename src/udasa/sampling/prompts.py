@@ -42,6 +42,8 @@ def normalize_prompt(rec: dict, *, path: str, line: int) -> dict:
     out = {"id": str(pid), "prompt": prompt, "messages": messages}
     if fmt == "plain":
         out["format"] = "plain"
+    if "spec" in rec:  # the value spec that judges this prompt's responses (scoring), if not the run's
+        out["spec"] = require(rec, "spec", str, path=path, line=line, nonempty=True)
     return out
 
 

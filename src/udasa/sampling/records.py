@@ -32,6 +32,8 @@ def sample_record(prompt: dict, prompt_ids: list[int], texts: list[str], token_l
     }
     if plain:
         rec["format"] = "plain"
+    if prompt.get("spec"):
+        rec["spec"] = prompt["spec"]
     if cfg.keep_token_logprobs:
         rec["token_logprobs"] = lps
     return rec

@@ -41,6 +41,9 @@ class ScoreConfig:
             embedding estimator alone, 1 = the contrastive one alone. None = the spec's fitted value, else 0.
         contrast_temperature: temperature T of sigmoid(margin / T) that maps a contrastive margin (nats per
             token) to a probability.
+        contrast_max_context: the contrastive estimator reads the last this many tokens of the prompt (with the
+            instruction); the end holds the request being answered.
+        contrast_max_response: ... and the first this many tokens of each response (cost grows with both).
         factual_gate: "value" lets token confidence count only as far as the response conforms to the spec
             (F' = 1 - P(conforms) (1 - F)), so that a confident harmful answer is not "reliable"; "none" uses F
             as it is. None = the spec's fitted value, else "none".
@@ -70,6 +73,8 @@ class ScoreConfig:
     value_temperature: float = 0.05
     contrast_weight: float | None = None
     contrast_temperature: float = 0.1
+    contrast_max_context: int = 256
+    contrast_max_response: int = 128
     factual_gate: str | None = None
     use_policy_judge: bool = False
     judge_weight: float = 0.5
@@ -97,6 +102,8 @@ class ScoreConfig:
              "contrast_weight", "must be in [0, 1]"),
             (finite_number(self.contrast_temperature) and self.contrast_temperature > 0, "contrast_temperature",
              "must be > 0"),
+            (16 <= self.contrast_max_context <= 32768, "contrast_max_context", "must be in [16, 32768]"),
+            (1 <= self.contrast_max_response <= 32768, "contrast_max_response", "must be in [1, 32768]"),
             (self.factual_gate in (None, *FACTUAL_GATES), "factual_gate", f"must be one of {FACTUAL_GATES}"),
             (0 <= self.judge_weight <= 1, "judge_weight", "must be in [0, 1]"),
             (self.batch_prompts >= 1, "batch_prompts", "must be >= 1"),
@@ -106,14 +113,15 @@ class ScoreConfig:
         check_fields(self, checks)
         check_device_name(self.device)
         check_dtype_name(self.dtype)
-        self.effective = self._resolve()
+        self.effective = self.effective_for(self.spec)
 
-    def _resolve(self) -> dict:
-        """The weights, contrast weight and factual gate scoring uses: this config's, else the spec's fitted
-        ones, else the defaults (equal weights, no contrast, no gate); ``source`` says which."""
+    def effective_for(self, spec_name: str) -> dict:
+        """The weights, contrast weight and factual gate scoring uses for prompts judged by ``spec_name``: this
+        config's, else that spec's fitted ones, else the defaults (equal weights, no contrast, no gate);
+        ``source`` says which."""
         from udasa.uncertainty.specs import load_spec
 
-        spec = load_spec(self.spec)
+        spec = load_spec(spec_name)
         fitted = spec.fitted
         w = self.weights if self.weights is not None else (
             _check_weights(fitted["weights"], "weights") if "weights" in fitted else {a: 1 / len(AXES) for a in AXES})
@@ -128,9 +136,11 @@ class ScoreConfig:
                              field="contrast_weight")
         return eff
 
-    def spec_settings(self) -> dict:
-        """What the spec file decided for this config (fitted values in use): part of a score stage's key."""
-        return {k: self.effective[k] for k, src in self.effective["source"].items() if src == "spec"}
+    def spec_settings(self, spec_name: str | None = None) -> dict:
+        """What a spec file decided (its fitted values in use) for prompts judged by it: part of a score
+        stage's key."""
+        eff = self.effective if spec_name in (None, self.spec) else self.effective_for(spec_name)
+        return {k: eff[k] for k, src in eff["source"].items() if src == "spec"}
 
     def settings(self) -> dict:
         """The settings that change the scores, as used (recorded in every output record)."""
@@ -139,8 +149,8 @@ class ScoreConfig:
             d.pop(k)
         d.update({k: v for k, v in self.effective.items() if k != "source"})
         if d["contrast_weight"] == 0:  # unused: records of scorers without it stay comparable
-            d.pop("contrast_weight")
-            d.pop("contrast_temperature")
+            for k in ("contrast_weight", "contrast_temperature", "contrast_max_context", "contrast_max_response"):
+                d.pop(k)
         if d["factual_gate"] == "none":
             d.pop("factual_gate")
         return d

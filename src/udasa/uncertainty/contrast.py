@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import numpy as np
 
-MAX_CONTEXT_TOKENS = 1024  # longer dialogues keep their end (the last user turn and the header)
-MAX_RESPONSE_TOKENS = 256  # long human answers are judged on their first tokens
-
-
 class ContrastiveJudge:
-    def __init__(self, policy, spec, temperature: float = 0.1):
+    """``max_context``: the last tokens of instruction + prompt kept (the end holds the request being answered);
+    ``max_response``: the first tokens of each response judged. Both bound the cost of long dialogues."""
+
+    def __init__(self, policy, spec, temperature: float = 0.1, max_context: int = 256, max_response: int = 128):
         if not spec.has_contrast:
             from udasa.errors import InputError
 
             raise InputError(f"spec '{spec.name}' has no 'contrast' prompts for every principle ({spec.source}); "
                              "add them or set contrast_weight: 0", field="contrast_weight")
         self.policy, self.spec, self.temperature = policy, spec, temperature
+        self.max_context, self.max_response = max_context, max_response
 
     def _context(self, record: dict, instruction: str) -> list[int]:
         tok = self.policy.tokenizer
@@ -40,7 +40,7 @@ class ContrastiveJudge:
 
             turns = [m for m in record["messages"] if m["role"] != "system"]
             ids = chat_token_ids(tok, [{"role": "system", "content": instruction}] + turns)
-        return ids[-MAX_CONTEXT_TOKENS:]
+        return ids[-self.max_context:]
 
     def margins(self, records: list[dict]) -> list[np.ndarray]:
         """Per record, the (n responses, K principles) array of mean log-prob margins m_k (nats per token)."""
@@ -49,7 +49,7 @@ class ContrastiveJudge:
         tok = self.policy.tokenizer
         out = []
         for r in records:
-            conts = [tok(y, add_special_tokens=False)["input_ids"][:MAX_RESPONSE_TOKENS] for y in r["responses"]]
+            conts = [tok(y, add_special_tokens=False)["input_ids"][:self.max_response] for y in r["responses"]]
             m = np.zeros((len(conts), len(self.spec.principles)))
             for k, p in enumerate(self.spec.principles):
                 means = []

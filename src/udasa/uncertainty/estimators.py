@@ -96,8 +96,8 @@ class ValueConformance(Estimator):
                                        judge_weight=self.judge_weight)["value"]
 
 
-def build_estimators(cfg) -> list[Estimator]:
-    eff = cfg.effective
+def build_estimators(cfg, effective: dict | None = None) -> list[Estimator]:
+    eff = effective or cfg.effective
     return [SemanticDispersion(),
             FactualConsistency(cfg.token_weight, cfg.support_threshold),
             ValueConformance(cfg.value_temperature, cfg.judge_weight, eff["contrast_weight"])]

@@ -17,7 +17,7 @@ from udasa.uncertainty.config import AXES, ScoreConfig
 from udasa.uncertainty.estimators import build_estimators, compute_stats, embed_spec, get_embedder
 from udasa.uncertainty.specs import load_spec
 
-PASS_THROUGH = ("model", "model_fingerprint", "sampling", "sources", "format")
+PASS_THROUGH = ("model", "model_fingerprint", "sampling", "sources", "format")  # and "spec" when a record names it
 
 
 def check_sample(rec: dict, *, path: str, line: int, model: str | None = None) -> dict:
@@ -57,24 +57,46 @@ def check_sample(rec: dict, *, path: str, line: int, model: str | None = None) -
     out = {"id": str(rec["id"]), "prompt": prompt, "messages": messages, "responses": responses,
            "num_tokens": nt, "logprob_mean": [float(x) for x in lpm]}
     out.update({k: rec[k] for k in PASS_THROUGH if k in rec})
+    if "spec" in rec:
+        out["spec"] = require(rec, "spec", str, path=path, line=line, nonempty=True)
     return out
 
 
+class _SpecScoring:
+    """What scoring needs per value spec: the spec, its statement embeddings, the settings in effect for it
+    (its own fitted ones unless the config sets them) and, lazily, its policy judge and contrastive estimator."""
+
+    def __init__(self, scorer: "Scorer", name: str):
+        cfg = scorer.cfg
+        self.spec = load_spec(name)
+        self.spec_emb = embed_spec(self.spec, scorer.embedder, cfg.embed_batch_size)
+        self.effective = cfg.effective if name == cfg.spec else cfg.effective_for(name)
+        self.estimators = build_estimators(cfg, self.effective)
+        # validation: also compute the contrastive estimator's part when u does not use it (for its own row and
+        # for `--fit`, which recombines parts)
+        self.want_contrast = self.effective["contrast_weight"] > 0 or (scorer.all_parts and self.spec.has_contrast)
+        self.judge = self.contrast = None
+
+
 class Scorer:
-    """A loaded embedder, spec and estimators; `score_records` scores in-memory sample records."""
+    """A loaded embedder, specs and estimators; `score_records` scores in-memory sample records.
+
+    Each record is judged by its own ``spec`` when it names one (a recipe's prompt source can), else by the
+    config's ``spec``."""
 
     def __init__(self, config: ScoreConfig | None = None, *, embedder=None, judge_policy=None,
                  all_parts: bool = False):
         self.cfg = config or ScoreConfig()
-        self.spec = load_spec(self.cfg.spec)
         self.embedder = embedder if embedder is not None else get_embedder(self.cfg.embedder, self.cfg.device)
-        self.spec_emb = embed_spec(self.spec, self.embedder, self.cfg.embed_batch_size)
-        self.estimators = build_estimators(self.cfg)
+        self.all_parts = all_parts
         self._policy = judge_policy  # the model the judge and the contrastive estimator read
-        self._judge = self._contrast = None
-        # validation: also compute the contrastive estimator's part when u does not use it (for its own row and
-        # for `--fit`, which recombines parts)
-        self.all_parts = all_parts and self.spec.has_contrast
+        self._specs: dict[str, _SpecScoring] = {}
+        self.spec = self.for_spec(self.cfg.spec).spec
+
+    def for_spec(self, name: str) -> _SpecScoring:
+        if name not in self._specs:
+            self._specs[name] = _SpecScoring(self, name)
+        return self._specs[name]
 
     def policy_for(self, model_name: str | None):
         if self._policy is None:
@@ -83,42 +105,45 @@ class Scorer:
             self._policy = Policy(self.cfg.model or model_name, device=self.cfg.device, dtype=self.cfg.dtype)
         return self._policy
 
-    def judge_for(self, model_name: str | None):
+    def judge_for(self, ss: _SpecScoring, model_name: str | None):
         if not self.cfg.use_policy_judge:
             return None
-        if self._judge is None:
+        if ss.judge is None:
             from udasa.uncertainty.judge import PolicyJudge
 
             pol = self.policy_for(model_name)
-            self._judge = PolicyJudge(pol.model, pol.tokenizer, self.spec, self.cfg.judge_batch_size)
-        return self._judge
+            ss.judge = PolicyJudge(pol.model, pol.tokenizer, ss.spec, self.cfg.judge_batch_size)
+        return ss.judge
 
-    def contrast_for(self, model_name: str | None):
-        if self.cfg.effective["contrast_weight"] <= 0 and not self.all_parts:
+    def contrast_for(self, ss: _SpecScoring, model_name: str | None):
+        if not ss.want_contrast:
             return None
-        if self._contrast is None:
+        if ss.contrast is None:
             from udasa.uncertainty.contrast import ContrastiveJudge
 
-            self._contrast = ContrastiveJudge(self.policy_for(model_name), self.spec, self.cfg.contrast_temperature)
-        return self._contrast
+            ss.contrast = ContrastiveJudge(self.policy_for(model_name), ss.spec, self.cfg.contrast_temperature,
+                                           self.cfg.contrast_max_context, self.cfg.contrast_max_response)
+        return ss.contrast
 
     def score_records(self, records: list[dict], *, checked: bool = False) -> list[dict]:
-        """Score a list of sample dicts (the samples.jsonl schema); returns scores.jsonl records."""
+        """Score a list of sample dicts (the samples.jsonl schema); returns scores.jsonl records in input order."""
         if not checked:
             records = [check_sample(r, path="<records>", line=i + 1, model=self.cfg.model)
                        for i, r in enumerate(records)]
-        out = []
+        out: dict[int, dict] = {}
         for s in range(0, len(records), self.cfg.batch_prompts):
-            batch = records[s:s + self.cfg.batch_prompts]
-            model = batch[0].get("model")
-            stats = compute_stats(batch, self.cfg, self.embedder, self.spec_emb, self.judge_for(model),
-                                  self.contrast_for(model))
-            out += [self._score_one(r, st) for r, st in zip(batch, stats)]
-        return out
+            batch = list(enumerate(records[s:s + self.cfg.batch_prompts], start=s))
+            for name in dict.fromkeys(r.get("spec") or self.cfg.spec for _, r in batch):
+                group = [(i, r) for i, r in batch if (r.get("spec") or self.cfg.spec) == name]
+                ss, model = self.for_spec(name), group[0][1].get("model")
+                stats = compute_stats([r for _, r in group], self.cfg, self.embedder, ss.spec_emb,
+                                      self.judge_for(ss, model), self.contrast_for(ss, model))
+                out.update({i: self._score_one(r, st, ss) for (i, r), st in zip(group, stats)})
+        return [out[i] for i in range(len(records))]
 
-    def _score_one(self, rec: dict, stats: dict) -> dict:
-        eff = self.cfg.effective
-        parts = {k: v for e in self.estimators for k, v in e.parts(stats).items()}
+    def _score_one(self, rec: dict, stats: dict, ss: _SpecScoring) -> dict:
+        eff = ss.effective
+        parts = {k: v for e in ss.estimators for k, v in e.parts(stats).items()}
         comp = F.components_from_parts(parts, token_weight=self.cfg.token_weight,
                                        contrast_weight=eff["contrast_weight"],
                                        judge_weight=self.cfg.judge_weight if self.cfg.use_policy_judge else 0.0,
@@ -134,7 +159,7 @@ class Scorer:
             "u": r5(u),
             "parts": {k: r5(v) for k, v in parts.items()},
             "weights": dict(eff["weights"]),
-            "spec": self.spec.name,
+            "spec": ss.spec.name,
             "semantic_entropy": F.safe_float(F.cluster_entropy(labels)),
             "semantic_clusters": labels.tolist(),
         })
@@ -172,7 +197,7 @@ def iter_samples(path: str | os.PathLike, model: str | None = None) -> Iterator[
 def sample_hash(sample: dict) -> str:
     """What a scores record was computed from: the checked sample record (texts, log-probs, model)."""
     return content_hash({k: sample.get(k) for k in ("id", "messages", "responses", "num_tokens", "logprob_mean",
-                                                    "model_fingerprint", "format", "sources")})
+                                                    "model_fingerprint", "format", "sources", "spec")})
 
 
 def _unscored(samples: Iterable[dict], writer: JsonlAppender, out_path) -> Iterator[dict]:

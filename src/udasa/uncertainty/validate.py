@@ -28,7 +28,7 @@ DEFAULT_SPEC = {"hh-harmless": "safety", "hh-helpful": "helpful", "truthfulqa": 
 
 
 DEV_SLICE = {"hh-harmless": (0, 100), "hh-helpful": (0, 100), "truthfulqa": (0, 150)}  # fitting reads only these
-REPORT_SLICE = {"hh-harmless": (100, 300), "hh-helpful": (100, 300), "truthfulqa": (150, 300)}
+REPORT_SLICE = {"hh-harmless": (100, 300), "hh-helpful": (100, 300), "truthfulqa": (150, 150)}
 LENGTH_MATCH = 0.2  # |Δ characters| / the longer answer, for the length-controlled reading
 
 
@@ -373,7 +373,10 @@ def validate(vcfg: ValidateConfig, score_cfg, out_dir: str | os.PathLike, *, col
         collect_items(items, out_dir / "items.jsonl", cfg=scfg, progress=progress)
     # every part is computed (the contrastive estimator included) so that each estimator gets its own row
     # and the fit can recombine them without running a model again
-    tag = hashlib.sha256(json.dumps({**score_cfg.settings(), "all_parts": True}, sort_keys=True).encode()).hexdigest()[:8]
+    contrast = {k: getattr(score_cfg, k) for k in ("contrast_temperature", "contrast_max_context",
+                                                   "contrast_max_response")}
+    tag = hashlib.sha256(json.dumps({**score_cfg.settings(), "all_parts": contrast}, sort_keys=True).encode()
+                         ).hexdigest()[:8]
     scored = score_items(out_dir / "items.jsonl", [it["id"] for it in items], Scorer(score_cfg, all_parts=True),
                          scores_out=out_dir / f"scores-{tag}.jsonl")
     per_item = [item_agreement(r) for r in scored]
