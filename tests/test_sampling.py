@@ -338,3 +338,22 @@ def test_model_fingerprint_sees_every_weight_byte(tmp_path):
     assert weights.stat().st_size == (big / "model.safetensors").stat().st_size
     assert model_fingerprint(copy) != model_fingerprint(big)
     assert model_fingerprint(copy) == model_fingerprint(copy)  # and the remembered hash is the same
+
+
+def test_the_static_gpu_decode_path_draws_what_the_dynamic_cpu_path_draws(tiny_policy):
+    """The static-shape path (StaticCache, masked finished rows: what a CUDA graph replays) run eagerly on the
+    CPU gives the dynamic path's tokens and log-probs."""
+    import udasa.sampling.generate as G
+
+    prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14], [20]]
+    kw = dict(n=3, max_new_tokens=12, temperature=1.0, top_p=0.9, stop_ids={37}, pad_id=0,
+              seeds=[[i * 10 + j for j in range(3)] for i in range(4)])
+    dynamic = sum(G.generate(tiny_policy.model, prompts, static=False, **kw), [])
+    static = sum(G.generate(tiny_policy.model, prompts, static=True, **kw), [])
+    assert {g.finish_reason for g in dynamic} == {"stop", "length"}
+    for a, b in zip(dynamic, static):
+        assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+    greedy = dict(kw, temperature=0.0)
+    assert [g.token_ids for g in sum(G.generate(tiny_policy.model, prompts, static=True, **greedy), [])] == \
+        [g.token_ids for g in sum(G.generate(tiny_policy.model, prompts, static=False, **greedy), [])]

@@ -195,15 +195,22 @@ def _prefill_padded(model, cache, prompt_ids: list[list[int]], n: int, attn: tor
 
 @torch.inference_mode()
 def generate(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int, temperature: float,
-             top_p: float, stop_ids: set[int], pad_id: int, seeds: list[list[int]] | None = None
-             ) -> list[list[Generation]]:
+             top_p: float, stop_ids: set[int], pad_id: int, seeds: list[list[int]] | None = None,
+             static: bool | None = None) -> list[list[Generation]]:
     """Sample ``n`` continuations for each tokenized prompt. Returns ``[prompt][sample]``.
 
-    Each prompt is prefilled once, alone, into the left-padded cache rows of its ``n`` samples.
-    ``seeds[i][j]`` seeds sample j of prompt i (None: torch's global generator). Tokens and
-    log-probs stay in tensors on the model's device until the end: the loop does no work per row.
+    Two decode paths draw the same tokens (the same counter-based draws, up to float rounding):
+    the dynamic one (the CPU default) prefills each prompt once, alone, into the left-padded cache rows
+    of its ``n`` samples and drops finished rows from the batch; the static one (``static``, the GPU
+    default) keeps every shape fixed (a `StaticCache`, finished rows masked instead of dropped) so that
+    the decode step can be captured as a CUDA graph (`static_decoder`). ``seeds[i][j]`` seeds sample j
+    of prompt i (None: torch's global generator). Tokens and log-probs stay in tensors on the model's
+    device until the end: neither loop does any work per row.
     """
     device = next(model.parameters()).device
+    if static if static is not None else device.type == "cuda":
+        return _generate_static(model, prompt_ids, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
+                                top_p=top_p, stop_ids=stop_ids, pad_id=pad_id, seeds=seeds)
     width = max(len(p) for p in prompt_ids)
     rows = len(prompt_ids) * n
     # the mask of every position a row will ever attend to; each step passes the filled prefix
@@ -251,7 +258,78 @@ def generate(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int,
         next_pos = next_pos + 1
         logits = out.logits[:, -1, :]
 
+    return _results(tokens, logps, lengths, stopped, n, len(prompt_ids))
+
+
+def _results(tokens: torch.Tensor, logps: torch.Tensor, lengths: torch.Tensor, stopped: torch.Tensor, n: int,
+             prompts: int) -> list[list[Generation]]:
     tokens, logps = tokens.cpu().tolist(), logps.cpu().tolist()
     results = [Generation(tokens[r][:k], logps[r][:k], "stop" if s else "length")
                for r, (k, s) in enumerate(zip(lengths.tolist(), stopped.tolist()))]
-    return [results[i * n:(i + 1) * n] for i in range(len(prompt_ids))]
+    return [results[i * n:(i + 1) * n] for i in range(prompts)]
+
+
+_DECODERS: dict = {}  # (model id, rows, cache length) -> compiled decode step
+
+
+def static_decoder(model, compile_step: bool):
+    """The decode step ``(tokens, positions, mask, cache position, cache) -> last logits``; on a GPU compiled
+    with ``torch.compile(mode="reduce-overhead")``, i.e. replayed as a CUDA graph (shapes never change)."""
+    def step(tok, pos, mask, cache_position, cache):
+        return model(input_ids=tok, position_ids=pos, attention_mask=mask, cache_position=cache_position,
+                     cache=cache, use_cache=True).logits[:, -1, :]
+
+    if not compile_step:
+        return step
+    key = id(model)
+    if key not in _DECODERS:
+        _DECODERS[key] = torch.compile(step, mode="reduce-overhead", fullgraph=False)
+    return _DECODERS[key]
+
+
+def _generate_static(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int, temperature: float,
+                     top_p: float, stop_ids: set[int], pad_id: int, seeds: list[list[int]] | None
+                     ) -> list[list[Generation]]:
+    """Fixed shapes end to end: rows = prompts x n, cache length = longest prompt + budget; finished rows keep
+    running (masked) so that the decode step is one graph."""
+    from transformers import StaticCache
+
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompt_ids)
+    rows, length = len(prompt_ids) * n, width + max_new_tokens
+    ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    mask = torch.ones((rows, length), dtype=torch.long)  # pads 0; the causal mask hides positions not yet written
+    for i, p in enumerate(prompt_ids):
+        ids[i * n:(i + 1) * n, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[i * n:(i + 1) * n, :width - len(p)] = 0
+    ids, mask = ids.to(device), mask.to(device)
+    pos = (mask[:, :width].cumsum(-1) - 1).clamp_(min=0)
+    cache = StaticCache(config=model.config, max_cache_len=length)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
+                   cache_position=torch.arange(width, device=device), logits_to_keep=1).logits[:, -1, :]
+    next_pos = pos[:, -1] + 1
+    decode = static_decoder(model, compile_step=device.type == "cuda")
+
+    keys = None
+    if seeds is not None and temperature > 0:
+        keys = torch.tensor([s for per in seeds for s in per], dtype=torch.long, device=device)
+    tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logps = torch.zeros((rows, max_new_tokens), dtype=torch.float32, device=device)
+    lengths = torch.full((rows,), max_new_tokens, dtype=torch.long, device=device)
+    done = torch.zeros(rows, dtype=torch.bool, device=device)
+    stop = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
+    for step in range(max_new_tokens):
+        logits = logits.float()
+        tok = pick_tokens(logits, temperature, top_p, counter_uniform(keys, step) if keys is not None else None)
+        tok = torch.where(done, torch.full_like(tok, pad_id), tok)
+        tokens[:, step] = tok
+        logps[:, step] = logits.gather(-1, tok.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        ended = torch.isin(tok, stop) & ~done
+        lengths = torch.where(ended, torch.full_like(lengths, step), lengths)
+        done |= ended
+        if step == max_new_tokens - 1 or (step % 8 == 7 and bool(done.all())):  # one host sync every 8 steps
+            break
+        logits = decode(tok.unsqueeze(-1), next_pos.unsqueeze(-1), mask,
+                        torch.tensor([width + step], device=device), cache)
+        next_pos = next_pos + 1
+    return _results(tokens, logps, lengths, lengths < max_new_tokens, n, len(prompt_ids))
