@@ -356,3 +356,17 @@ def test_any_set_override_is_a_value_or_a_clear_error(value):
         load_recipe(path, [f"sample.top_p={value}"])
     except InputError as e:
         assert "top_p" in str(e) or "--set" in str(e)
+
+
+def test_a_setting_added_later_at_its_default_is_no_difference():
+    from udasa.resume import check_same_producer
+
+    old = {"schema": "s/2", "config": {"beta": 0.1}}
+    check_same_producer(old, {"schema": "s/2", "config": {"beta": 0.1, "new": None}}, path="x", what="w",
+                        defaults={"config": {"beta": 0.1, "new": None}})
+    with pytest.raises(InputError, match="config"):  # a new setting away from its default is a difference
+        check_same_producer(old, {"schema": "s/2", "config": {"beta": 0.1, "new": 3}}, path="x", what="w",
+                            defaults={"config": {"beta": 0.1, "new": None}})
+    with pytest.raises(InputError, match="config"):
+        check_same_producer(old, {"schema": "s/2", "config": {"beta": 0.2, "new": None}}, path="x", what="w",
+                            defaults={"config": {"beta": 0.1, "new": None}})

@@ -179,3 +179,42 @@ def test_tiny_harmless_recipe_judges_each_source_by_its_own_spec(tmp_path, tiny_
     metrics = json.loads((run / "eval-base" / "metrics.json").read_text())
     assert set(metrics["tasks"]) == {"harmless", "helpful"}
     assert "over_refusal_rate" in (run / "report" / "report.md").read_text()
+
+
+def test_two_rounds_resume_after_a_kill_in_round_two_and_adaptive_resplitting(tmp_path, tiny_model_path):
+    extra = {"rounds": 2, "prompts_per_round": 4, "baselines": [
+        {"name": "adaptive", "pairs": {"curriculum": {"curriculum": "adaptive"}}}],
+        "eval": {"tasks": ["sentiment"], "limit": 2, "bootstrap_resamples": 100},
+        "prompts": [{"data": "imdb-train", "limit": 8}], "score": {"spec": "positive-sentiment", "embedder": "bow"}}
+    recipe = tiny_recipe(tmp_path, tiny_model_path, **extra)
+    # each round samples one batch (4 prompts x 3 samples = the tiny recipe's batch size): kill in round 2's
+    r = udasa_run(recipe, {"UDASA_KILL_AT": "sample.batch:2"})
+    assert r.returncode == -9, r.stderr[-2000:]
+    run = tmp_path / "run"
+    assert (run / "model" / "final").exists() and not (run / ".stages" / "round-2__sample.json").exists()
+    r = udasa_run(recipe)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for name in ("prompts", "sample", "score", "pairs", "train", "eval__sentiment"):
+        assert (run / ".stages" / f"round-2__{name}.json").exists(), name
+    round1 = [json.loads(x)["id"] for x in (run / "prompts.round-1.jsonl").read_text().splitlines()]
+    round2 = [json.loads(x)["id"] for x in (run / "round-2" / "prompts.jsonl").read_text().splitlines()]
+    assert len(round1) == len(round2) == 4 and not set(round1) & set(round2)  # disjoint slices
+    samples2 = [json.loads(x) for x in (run / "round-2" / "samples.jsonl").read_text().splitlines()]
+    assert all(s["model"] == str(run / "model" / "final") for s in samples2)  # round 2 samples round 1's model
+    run2 = json.loads((run / "round-2" / "model" / "run.json").read_text())
+    assert run2["initial_model"] == str(run / "model" / "final")
+    assert run2["config"]["reference_model"] == tiny_model_path  # the reference stays the initial model
+    stage = json.loads((run / "round-2" / "model" / "stage-1-conservative" / "udasa_stage.json").read_text())
+    assert stage["reference"] == tiny_model_path
+    report = (run / "report" / "report.md").read_text()
+    assert "## Rounds" in report and "udasa-round-2" in report and (run / "report" / "rounds.png").exists()
+    # the adaptive curriculum re-scored the remaining pairs after stages 1 and 2 and kept the stage sizes
+    model = run / "variants" / "adaptive" / "model"
+    log = [json.loads(x) for x in (model / "adaptive.jsonl").read_text().splitlines()]
+    assert [e["after"] for e in log] == ["stage-1-conservative", "stage-2-moderate"]
+    trained = [json.loads(x) for x in (model / "pairs.trained.jsonl").read_text().splitlines()]
+    static = [json.loads(x) for x in (run / "variants" / "adaptive" / "pairs.jsonl").read_text().splitlines()]
+    assert sorted(p["id"] for p in trained) == sorted(p["id"] for p in static)
+    from collections import Counter
+    assert Counter(p["stage"] for p in trained) == Counter(p["stage"] for p in static)
+    assert all("delta_u_initial" in p for p in trained)

@@ -19,7 +19,7 @@ from udasa.errors import InputError
 
 STAGES = ("conservative", "moderate", "exploratory")  # largest Δu first
 ALL = "all"  # the single stage of --curriculum none
-CURRICULA = ("udasa", "none", "reverse", "random")
+CURRICULA = ("udasa", "none", "reverse", "random", "adaptive")
 SPLITS = ("quantile", "threshold")
 
 
@@ -30,7 +30,9 @@ class CurriculumConfig:
     Fields:
         curriculum: "udasa" (conservative -> moderate -> exploratory), "none" (one stage "all": plain DPO
             on the same pairs), "reverse" (exploratory first), "random" (stage labels shuffled at random,
-            keeping the stage sizes, trained in the usual order).
+            keeping the stage sizes, trained in the usual order), "adaptive" (split like "udasa"; after each
+            stage the pairs not yet trained are re-scored with the updated policy and re-split by their new
+            Δu, keeping the stage sizes: `udasa.adaptive`).
         split: "quantile" (by rank of Δu, stage sizes set by ``fractions``) or "threshold" (fixed Δu cuts).
         fractions: share of pairs in (conservative, moderate, exploratory) for the quantile split; must
             sum to 1. Default: thirds. Ranks are by Δu descending, ties broken by pair id, so equal Δu may

@@ -174,22 +174,15 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
     prompts = root / "prompts.jsonl"
     # prompt files and the model folder enter the keys by content: edited in place, they are not reused
     files = {p.path: file_sha256(p.path) for p in recipe.prompts if p.path is not None}
-    h_prompts = stages.run("prompts", {"prompts": [asdict(p) for p in recipe.prompts], **({"files": files} if files
-                                                                                        else {})}, prompts,
+    sources = [{k: v for k, v in asdict(p).items() if not (k == "spec" and v is None)} for p in recipe.prompts]
+    h_prompts = stages.run("prompts", {"prompts": sources, **({"files": files} if files else {})}, prompts,
                            lambda: atomic_write_jsonl(prompts, collect_prompts(recipe)))
 
-    from udasa.sampling import sample
-    scfg = recipe.stage_config("sample")
-    samples = root / "samples.jsonl"
+    all_prompts = (prompts, h_prompts)
+    if recipe.rounds > 1:
+        prompts, h_prompts = _round_prompts(recipe, stages, root / "prompts.round-1.jsonl", "", prompts, h_prompts, 1)
     model_fp = model_fingerprint(recipe.model)
-    h_sample = stages.run("sample", {"in": h_prompts, "cfg": config_key(scfg), "model": model_fp}, samples,
-                          lambda: sample(str(prompts), samples, scfg), cfg=scfg)
-
-    from udasa.uncertainty import score
-    ucfg = recipe.stage_config("score")
-    scores = root / "scores.jsonl"
-    h_score = stages.run("score", {"in": h_sample, "cfg": config_key(ucfg), **_spec_key(recipe, ucfg)}, scores, lambda: score(samples, scores, ucfg),
-                         cfg=ucfg)
+    samples, scores, h_score = _sample_and_score(recipe, stages, "", root, prompts, h_prompts, recipe.model, model_fp)
 
     evals: list[tuple[str, Path]] = []
     base_eval = root / "eval-base" if recipe.eval_base else None
@@ -204,7 +197,8 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
         main, chosen = _select(recipe, stages, root, pairs, h_pairs)
     else:
         main = Trained("udasa", "udasa", "dpo", root / "model", pairs)
-        main.h_train = _train_stage(recipe, stages, "", main, pairs, h_pairs, recipe.stage_config("train"))
+        main.h_train = _train_stage(recipe, stages, "", main, pairs, h_pairs, recipe.stage_config("train"),
+                                    _adapter(recipe, {}, pairs, scores, main.model_dir))
     main.eval_dir = _evaluate(recipe, stages, "eval", str(main.model_dir / "final"), root / "eval", base_eval,
                               main.h_train)
     evals.append(("udasa", main.eval_dir))
@@ -214,13 +208,20 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
 
     from udasa.run_report import write_run_report
 
+    for r in range(2, recipe.rounds + 1):  # iterative rounds: each samples from the model the last one made
+        t = _round(recipe, stages, root, r, trained[-1], all_prompts, chosen, base_eval)
+        evals.append((t.name, t.eval_dir))
+        trained.append(t)
+        write_run_report(recipe, root, evals, trained, stages.finished(), time.time() - started)
+
     for v in recipe.baselines:
         folder = root / "variants" / v.name
         t = Trained(v.name, v.group or v.name, v.method, folder / "model", None)
         tcfg = recipe.stage_config("train", {**chosen, **v.train})
         if v.method == "dpo":
             t.pairs, h = _pairs(recipe, stages, f"{v.name}/", folder, scores, h_score, v.pairs)
-            t.h_train = _train_stage(recipe, stages, f"{v.name}/", t, t.pairs, h, tcfg)
+            t.h_train = _train_stage(recipe, stages, f"{v.name}/", t, t.pairs, h, tcfg,
+                                     _adapter(recipe, v.pairs, t.pairs, scores, t.model_dir))
         else:
             from udasa.training.sft import train_best_of_n
             t.h_train = stages.run(f"{v.name}/train", {"in": h_score, "cfg": config_key(tcfg), "method": v.method,
@@ -237,6 +238,62 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
     return report
 
 
+def _sample_and_score(recipe: Recipe, stages: Stages, prefix: str, folder: Path, prompts: Path, h_prompts: str,
+                      model: str, model_key: str) -> tuple[Path, Path, str]:
+    """The sample and score stages of one round (``model`` samples; ``model_key`` stands for its weights)."""
+    from udasa.sampling import sample
+    from udasa.uncertainty import score
+
+    scfg = recipe.stage_config("sample", {"model": model})
+    samples = folder / "samples.jsonl"
+    h_sample = stages.run(prefix + "sample", {"in": h_prompts, "cfg": config_key(scfg), "model": model_key}, samples,
+                          lambda: sample(str(prompts), samples, scfg), cfg=scfg)
+    ucfg = recipe.stage_config("score", {"model": model})
+    scores = folder / "scores.jsonl"
+    h_score = stages.run(prefix + "score", {"in": h_sample, "cfg": config_key(ucfg), **_spec_key(recipe, ucfg)},
+                         scores, lambda: score(samples, scores, ucfg), cfg=ucfg)
+    return samples, scores, h_score
+
+
+def _round_prompts(recipe: Recipe, stages: Stages, path: Path, prefix: str, prompts: Path, h_prompts: str,
+                   r: int) -> tuple[Path, str]:
+    """Round r's prompts: the same ones each round (``reuse_prompts``) or the r-th slice of them."""
+    from udasa.io import read_jsonl
+
+    def write():
+        rows = [rec for _, rec in read_jsonl(prompts)]
+        k = recipe.prompts_per_round or (len(rows) if recipe.reuse_prompts else len(rows) // recipe.rounds)
+        start = 0 if recipe.reuse_prompts else (r - 1) * k
+        if k < 1 or start + k > len(rows):
+            raise InputError(f"{recipe.rounds} rounds of {k} prompts need {recipe.rounds * k} prompts without "
+                             f"reuse_prompts; the recipe collects {len(rows)}", path=recipe.source,
+                             field="prompts_per_round")
+        atomic_write_jsonl(path, rows[start:start + k])
+
+    key = {"in": h_prompts, "round": r, "per_round": recipe.prompts_per_round, "reuse": recipe.reuse_prompts,
+           "rounds": recipe.rounds}
+    return path, stages.run(f"{prefix}prompts" if prefix else "prompts-round-1", key, path, write)
+
+
+def _round(recipe: Recipe, stages: Stages, root: Path, r: int, previous: Trained, all_prompts: tuple[Path, str],
+           chosen: dict, base_eval: Path | None) -> Trained:
+    """Round r >= 2: sample from the previous round's model, score, pair, and train on from it."""
+    folder, prefix = root / f"round-{r}", f"round-{r}/"
+    start = str(previous.model_dir / "final")
+    prompts, h_prompts = _round_prompts(recipe, stages, folder / "prompts.jsonl", prefix, *all_prompts, r)
+    _, scores, h_score = _sample_and_score(recipe, stages, prefix, folder, prompts, h_prompts, start,
+                                           previous.h_train)
+    t = Trained(f"udasa-round-{r}", "rounds", "dpo", folder / "model", None)
+    t.pairs, h_pairs = _pairs(recipe, stages, prefix, folder, scores, h_score, {})
+    reference = recipe.model if recipe.round_reference == "initial" else None
+    tcfg = recipe.stage_config("train", {**chosen, "model": start, "reference_model": reference})
+    t.h_train = _train_stage(recipe, stages, prefix, t, t.pairs, h_pairs, tcfg,
+                             _adapter(recipe, {}, t.pairs, scores, t.model_dir, model=start))
+    t.eval_dir = _evaluate(recipe, stages, prefix + "eval", str(t.model_dir / "final"), folder / "eval", base_eval,
+                           t.h_train)
+    return t
+
+
 def _pairs(recipe: Recipe, stages: Stages, prefix: str, folder: Path, scores: Path, h_score: str,
            pair_over: dict) -> tuple[Path, str]:
     from udasa.pairs import build_pairs
@@ -247,10 +304,22 @@ def _pairs(recipe: Recipe, stages: Stages, prefix: str, folder: Path, scores: Pa
     return pairs, h
 
 
-def _train_stage(recipe: Recipe, stages: Stages, prefix: str, t: Trained, pairs: Path, h_pairs: str, tcfg) -> str:
+def _train_stage(recipe: Recipe, stages: Stages, prefix: str, t: Trained, pairs: Path, h_pairs: str, tcfg,
+                 adapt=None) -> str:
     return stages.run(prefix + "train", {"in": h_pairs, "cfg": config_key(tcfg), "model": model_fingerprint(tcfg.model)},
-                      t.model_dir,
-                      lambda: _train(recipe, pairs, t.model_dir, tcfg), cfg=tcfg)
+                      t.model_dir, lambda: _train(recipe, pairs, t.model_dir, tcfg, adapt), cfg=tcfg)
+
+
+def _adapter(recipe: Recipe, pair_over: dict, pairs: Path, scores: Path, model_dir: Path, model: str | None = None):
+    """The re-scoring callback of an adaptive curriculum (None for a static one)."""
+    if recipe.stage_config("pairs", pair_over).curriculum.curriculum != "adaptive":
+        return None
+    if recipe.train_launcher:
+        raise InputError("the adaptive curriculum re-scores between stages in this process; it cannot run under "
+                         "train_launcher", path=recipe.source, field="pairs.curriculum")
+    from udasa.adaptive import AdaptiveRescorer
+
+    return AdaptiveRescorer(pairs, scores, recipe.stage_config("score", {"model": model or recipe.model}), model_dir)
 
 
 def _select(recipe: Recipe, stages: Stages, root: Path, pairs: Path, h_pairs: str) -> tuple[Trained, dict]:
@@ -296,10 +365,10 @@ def _evaluate_stages(recipe: Recipe, stages: Stages, t: Trained, out: Path, base
                   t.h_train)
 
 
-def _train(recipe: Recipe, pairs: Path, model_dir: Path, tcfg) -> None:
+def _train(recipe: Recipe, pairs: Path, model_dir: Path, tcfg, adapt=None) -> None:
     if not recipe.train_launcher:
         from udasa.training import train
-        train(pairs, model_dir, tcfg)
+        train(pairs, model_dir, tcfg, adapt=adapt)
         return
     # one process per device: the launcher starts `udasa train` with the resolved config
     cfg_file = model_dir.parent / "train_config.json"

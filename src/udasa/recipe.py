@@ -148,6 +148,13 @@ class Recipe:
         eval_base: also evaluate the untrained model (the report's first column).
         eval_stages: also evaluate the main model after each curriculum stage (the report's trajectory).
         select: hyperparameters chosen on a dev task before the main model trains (see `Selection`).
+        rounds: iterative alignment: round r samples from the model round r-1 produced, then scores, pairs,
+            stages and trains again (round 1 is the usual run; rounds 2.. live in ``round-<r>/``).
+        prompts_per_round: prompts each round uses; None = all of them (``reuse_prompts``) or an equal share.
+        reuse_prompts: every round samples the same prompts again (from its newer policy); otherwise round r
+            takes the r-th slice of the prompts, so no prompt is used twice.
+        round_reference: the DPO reference of rounds 2..: "initial" (the recipe's model, the default, as in
+            iterative DPO) or "previous" (the model the round starts from).
         baselines: variants trained on the same samples (see `Variant`).
     """
 
@@ -167,6 +174,10 @@ class Recipe:
     eval_base: bool = True
     eval_stages: bool = False
     select: Selection | None = None
+    rounds: int = 1
+    prompts_per_round: int | None = None
+    reuse_prompts: bool = False
+    round_reference: str = "initial"
     baselines: list[Variant] = field(default_factory=list)
     source: str = "<recipe>"  # the file it came from (set by load_recipe)
 
@@ -178,6 +189,12 @@ class Recipe:
         if not _PLAIN_NAME.fullmatch(self.name or ""):
             raise InputError(f"must be a plain name of letters, digits, '.', '_' or '-' (got {self.name!r}); "
                              "it names the output folder runs/<name>", field="name")
+        if not 1 <= self.rounds <= 50:
+            raise InputError(f"must be in [1, 50] (got {self.rounds})", field="rounds")
+        if self.prompts_per_round is not None and self.prompts_per_round < 1:
+            raise InputError(f"must be >= 1 (got {self.prompts_per_round})", field="prompts_per_round")
+        if self.round_reference not in ("initial", "previous"):
+            raise InputError(f"must be 'initial' or 'previous' (got {self.round_reference!r})", field="round_reference")
         names = [v.name for v in self.baselines]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -366,6 +383,8 @@ def resolved(recipe: Recipe) -> dict:
            "train_launcher": recipe.train_launcher,
            "prompts": [dataclasses.asdict(p) for p in recipe.prompts], "eval_base": recipe.eval_base,
            "eval_stages": recipe.eval_stages, "select": dataclasses.asdict(recipe.select) if recipe.select else None,
+           "rounds": recipe.rounds, "prompts_per_round": recipe.prompts_per_round,
+           "reuse_prompts": recipe.reuse_prompts, "round_reference": recipe.round_reference,
            "baselines": [dataclasses.asdict(v) for v in recipe.baselines]}
     for section in STAGE_SECTIONS:
         out[section] = _jsonable(dataclasses.asdict(recipe.stage_config(section)))

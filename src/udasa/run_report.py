@@ -297,6 +297,42 @@ def _frontier_section(runs: list[dict], groups: dict[str, str], outdir: Path) ->
     return (["## Reward against KL", ""] + lines) if lines else []
 
 
+def _rounds_section(runs: list[dict], trained: list, rows: list[tuple[str, str]], outdir: Path) -> list[str]:
+    """Iterative rounds: each round's headline metrics, its Δu distribution, and the reward-vs-KL path."""
+    rounds = [t for t in trained if t.name == "udasa" or t.name.startswith("udasa-round-")]
+    if len(rounds) < 2:
+        return []
+    by_label = {r["label"]: r for r in runs}
+    path = [by_label[n] for n in ["base"] + [t.name for t in rounds] if n in by_label]
+    lines = ["## Rounds", "", "Round 1 is `udasa`; round r samples from the model round r-1 produced.", "",
+             "| task | metric | " + " | ".join(r["label"] for r in path) + " |", "|---|---|" + "---|" * len(path)]
+    for task, metric in rows:
+        if any(_metric(r, task, metric) for r in path):
+            lines.append(f"| {task} | {metric} | " + " | ".join(_fmt(_metric(r, task, metric)) for r in path) + " |")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for i, t in enumerate(rounds):
+        if t.pairs is not None and Path(t.pairs).exists():
+            d = [p["delta_u"] for _, p in iter_jsonl(t.pairs)]
+            axes[0].hist(d, bins=20, alpha=0.5, color=f"C{i}", label=f"{t.name} ({len(d)} pairs)")
+    axes[0].set_xlabel("Δu")
+    axes[0].legend(fontsize=7)
+    for task in dict.fromkeys(t for r in path for t in r["metrics"]["tasks"]):
+        pts = [(_metric(r, task, "kl"), _metric(r, task, "reward"), r["label"]) for r in path]
+        pts = [p for p in pts if p[0] and p[1] and p[0].get("mean") is not None and p[1].get("mean") is not None]
+        if len(pts) > 1:
+            axes[1].plot([p[0]["mean"] for p in pts], [p[1]["mean"] for p in pts], "o-", label=task)
+            for kl, rw, lab in pts:
+                axes[1].annotate(lab.replace("udasa-", ""), (kl["mean"], rw["mean"]), fontsize=7)
+    axes[1].set_xlabel("KL to the reference (nats)")
+    axes[1].set_ylabel("reward")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(outdir / "rounds.png", dpi=110)
+    plt.close(fig)
+    return lines + ["", "![rounds](rounds.png)", ""]
+
+
 def _side_by_side(runs: list[dict], trained: list) -> list[str]:
     """A few generations of the base, UDASA and the random-pair baseline (if any) on the same items."""
     def random_pairs(t) -> bool:
@@ -374,6 +410,7 @@ def write_run_report(recipe, root: Path, evals: list[tuple[str, Path]], trained:
     groups.setdefault("base", "base")
     lines += _frontier_section(runs, groups, outdir)
     lines += _trajectory_section(root, runs, rows, outdir)
+    lines += _rounds_section(runs, trained, rows, outdir)
     pair_lines, diags = _pair_section(trained, outdir)
     train_lines, curves = _training_section(trained, outdir)
     lines += pair_lines + train_lines

@@ -80,7 +80,8 @@ def sample(prompts: str | os.PathLike | Iterable[dict], out: str | os.PathLike, 
         check_no_control_tokens(policy.tokenizer, p["messages"], f"prompt {p['id']!r}")
     meta = sample_meta(cfg)
     with JsonlAppender(out, key="id", remember=lambda r: r.get("prompt_hash")) as writer:
-        check_same_producer(writer.first, meta, path=out, what="samples")
+        check_same_producer(writer.first, meta, path=out, what="samples",
+                            defaults={"sampling": SampleConfig().settings()})
         pending = unchanged_pending(source, writer, cfg, out)
         per_batch = max(1, cfg.batch_size // cfg.n)
         bar = tqdm(total=total, initial=len(writer.done), desc="sampling", unit="prompt", disable=not progress)

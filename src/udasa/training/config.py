@@ -28,6 +28,8 @@ class TrainConfig:
         model: the initial policy: embedded model name or a local Hugging Face model folder.
         reference: "initial" (the frozen initial model for every stage, the default) or "previous" (each
             stage's reference is the model the stage starts from).
+        reference_model: an explicit reference for every stage (embedded name or folder), overriding
+            ``reference``; iterative rounds use it to keep the round-1 model as the reference.
         beta: DPO β (deviation from the reference); overridable per stage.
         learning_rate: peak learning rate; overridable per stage.
         num_train_epochs: epochs over each stage's pairs; overridable per stage.
@@ -66,6 +68,7 @@ class TrainConfig:
 
     model: str = DEFAULT_POLICY
     reference: str = "initial"
+    reference_model: str | None = None
     beta: float = 0.1
     learning_rate: float = 1e-6
     num_train_epochs: float = 1.0

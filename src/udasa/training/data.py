@@ -78,7 +78,8 @@ def read_pairs(path: str | Path) -> list[Stage]:
                              path=path, line=line, field="stage")
         key = pair_key(msgs, chosen, rejected, fmt)
         stage.pairs.append({"id": str(rec["id"]), "messages": msgs, "chosen": chosen, "rejected": rejected,
-                            "format": fmt, "pair_key": key})
+                            "format": fmt, "pair_key": key,
+                            **{k: rec[k] for k in ("chosen_index", "rejected_index", "delta_u") if k in rec}})
     if n == 0:
         raise InputError("holds no pairs", path=path)
     formats = {p["format"] for s in by_index.values() for p in s.pairs}

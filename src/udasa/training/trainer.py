@@ -20,6 +20,8 @@ import shutil
 import time
 from pathlib import Path
 
+from typing import Callable
+
 from transformers import TrainerCallback
 
 from udasa.errors import InputError
@@ -62,8 +64,13 @@ def check_inputs(pairs_path: str | Path, config: TrainConfig) -> tuple[list[Stag
     return stages, model_path
 
 
-def train(pairs_path: str | Path, out_dir: str | Path, config: TrainConfig | None = None) -> Path:
-    """Train stage by stage on ``pairs_path``; returns the ``final/`` model folder."""
+def train(pairs_path: str | Path, out_dir: str | Path, config: TrainConfig | None = None,
+          adapt: Callable[[Path, list[Stage]], list[Stage]] | None = None) -> Path:
+    """Train stage by stage on ``pairs_path``; returns the ``final/`` model folder.
+
+    ``adapt(stage_folder, remaining_stages)``, if given, runs after each stage but the last and returns the
+    remaining stages with their pairs re-split (the adaptive curriculum); it must be deterministic, since a
+    resumed run calls it again after the stages it skips."""
     from accelerate import PartialState
 
     cfg = config or TrainConfig()
@@ -83,13 +90,21 @@ def train(pairs_path: str | Path, out_dir: str | Path, config: TrainConfig | Non
 
     start_from = initial
     records = []
-    for stage in stages:
+    remaining = list(stages)
+    while remaining:
+        stage = remaining.pop(0)
         folder = out / stage.name
         if (folder / MARKER).exists():
-            records.append(json.loads((folder / MARKER).read_text()))
+            rec = json.loads((folder / MARKER).read_text())
+            if rec.get("data_fingerprint") != stage.fingerprint():
+                raise InputError(f"stage {stage.name} was trained on other pairs than it would be now; delete the "
+                                 "folder or use another --out", path=str(folder))
+            records.append(rec)
         else:
             records.append(_train_stage(stage, start_from, initial, folder, out, cfg, run, records))
         start_from = folder
+        if adapt is not None and remaining:
+            remaining = adapt(folder, remaining)
     final = out / "final"
     if state.is_main_process and not (final / MARKER).exists():
         _write_final(start_from, final, run, records)
@@ -106,7 +121,7 @@ def _check_resume(out: Path, run: dict) -> None:
         except json.JSONDecodeError as e:
             raise InputError(f"invalid JSON ({e.msg}); delete the folder to start over", path=str(path)) from None
         check_same_producer(old, {k: run[k] for k in ("initial_fingerprint", "config", "data")}, path=out,
-                            what="a training run")
+                            what="a training run", defaults={"config": TrainConfig().settings()})
     else:
         atomic_write_json(path, run)
 
@@ -153,7 +168,8 @@ def _train_stage(stage: Stage, start_from: Path, initial: Path, folder: Path, ou
         tok.pad_token = tok.eos_token
     model = _policy(start_from, initial, cfg)
     start_hash = weights_hash(_merged_view(model, cfg.use_lora))
-    ref_path = initial if cfg.reference == "initial" else start_from
+    ref_path = (resolve_model_path(cfg.reference_model) if cfg.reference_model else
+                initial if cfg.reference == "initial" else start_from)
     ref_fp = model_fingerprint(ref_path)
     cache = ref_model = None
     if cfg.ref_cache:

@@ -240,7 +240,8 @@ def score(samples_path: str | os.PathLike, out_path: str | os.PathLike, config: 
     first = next(iter_samples(samples_path, cfg.model))
     meta = {"schema": SCHEMAS["scores"], "scoring": cfg.settings(), "model_fingerprint": first.get("model_fingerprint")}
     with JsonlAppender(out_path, key="id", remember=lambda r: r.get("sample_hash")) as writer:
-        check_same_producer(writer.first, meta, path=out_path, what="scores")
+        check_same_producer(writer.first, meta, path=out_path, what="scores",
+                            defaults={"scoring": ScoreConfig(spec=cfg.spec).settings()})
         bar = tqdm(total=total, initial=len(writer.done), desc="scoring", unit="prompt", disable=not progress)
         pending = _unscored(iter_samples(samples_path, cfg.model), writer, out_path)
         for batch in _batched(pending, cfg.batch_prompts):
