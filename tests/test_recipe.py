@@ -96,3 +96,23 @@ def test_training_prompts_never_include_evaluation_prompts():
     # and the check itself catches a leak
     from udasa.data import advbench
     assert training_eval_overlap(rows + [{"id": "x", "prompt": advbench()[0]["prompt"]}]) == {"x"}
+
+
+def test_check_estimates_cost_and_validates_dpo_kwargs(tmp_path, capsys, monkeypatch):
+    from udasa.cost import REFERENCE, estimate
+
+    r = load_recipe(ROOT / "recipes" / "sentiment.yaml")
+    est = estimate(r, 1000, REFERENCE)
+    assert est.sample_tokens == 1000 * 4 * 48
+    # two selection candidates and the DPO baselines train on one pair per prompt, best-of-n SFT counts half
+    dpo = 2 + sum(v.method == "dpo" for v in r.baselines)
+    assert est.pair_steps == int(1000 * (dpo + 0.5))
+    assert est.hours > 1 and "estimated compute" in est.lines()[1]
+    from udasa.cli import main
+
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\nprompts: [{data: self-instruct-seed, limit: 2}]\ntrain: {dpo_kwargs: {no_such: 1}}\n")
+    monkeypatch.setattr(sys, "argv", ["udasa", "check", str(path), "--quiet"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 2 and "not DPOConfig fields: ['no_such']" in capsys.readouterr().err
