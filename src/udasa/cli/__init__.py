@@ -1,11 +1,13 @@
-"""The ``udasa`` command line: one thin command per pipeline stage.
+"""The ``udasa`` command line: one file per command (or group of commands), each thin.
 
-Each command parses its flags, builds the stage's config dataclass and calls one function.
-Stage modules register their commands on `app` (see the imports at the bottom).
+A command parses its flags, builds its stage's config and calls one function. The flags of a stage's
+settings are generated from its config dataclass (`options.py`), so every setting of a recipe section is
+also a flag, with the same documentation, and every such command takes ``--config FILE``.
 """
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import typer
 
@@ -15,6 +17,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Uncertainty-driven adaptive self-alignment: sample, score, pair, train, evaluate, report.")
 models_app = typer.Typer(no_args_is_help=True, help="Embedded models and their caches.")
 app.add_typer(models_app, name="models")
+evaluators_app = typer.Typer(no_args_is_help=True, help="The evaluator reward models (heads on frozen MiniLM).")
+app.add_typer(evaluators_app, name="evaluators")
+
+THREADS_HELP = "torch CPU threads (default: torch's choice; 1 on a busy machine)."
+
+
+def set_threads(threads: Optional[int]) -> None:
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
 
 
 def main() -> None:
@@ -25,8 +37,14 @@ def main() -> None:
         sys.exit(2)
 
 
-from udasa.cli import sample as _sample  # noqa: E402,F401  (registers commands)
+from udasa.cli import sample as _sample  # noqa: E402,F401  (each module registers its commands)
+from udasa.cli import data as _data  # noqa: E402,F401
 from udasa.cli import score as _score  # noqa: E402,F401
+from udasa.cli import validate as _validate  # noqa: E402,F401
+from udasa.cli import pairs as _pairs  # noqa: E402,F401
 from udasa.cli import train as _train  # noqa: E402,F401
-from udasa.cli import evaluate as _evaluate  # noqa: E402,F401
+from udasa.cli import eval as _eval  # noqa: E402,F401
+from udasa.cli import report as _report  # noqa: E402,F401
+from udasa.cli import evaluators as _evaluators  # noqa: E402,F401
 from udasa.cli import run as _run  # noqa: E402,F401
+from udasa.cli import check as _check  # noqa: E402,F401
