@@ -6,6 +6,7 @@ import pytest
 
 from udasa.errors import InputError
 from udasa.sampling.logprobs import continuation_logprobs
+from udasa.testing import UNFITTED
 from udasa.uncertainty import ScoreConfig, Scorer
 from udasa.uncertainty import functional as F
 from udasa.uncertainty.contrast import ContrastiveJudge, contrast_probability
@@ -151,8 +152,9 @@ def test_length_controlled_reading_keeps_only_comparable_lengths():
 def test_each_prompt_can_name_its_own_spec():
     rec = {"id": "a", "prompt": "Tell me", "responses": ["Sure, here are the steps.", "I'm sorry, I can't help."],
            "num_tokens": [5, 5], "logprob_mean": [-1.0, -1.5], "model": "m"}
-    out = Scorer(ScoreConfig(spec="safety", embedder="bow")).score_records([rec, {**rec, "id": "b", "spec": "helpful"}])
+    out = Scorer(ScoreConfig(spec="safety", embedder="bow", **UNFITTED)).score_records(
+        [rec, {**rec, "id": "b", "spec": "helpful"}])
     assert [o["spec"] for o in out] == ["safety", "helpful"] and [o["id"] for o in out] == ["a", "b"]
-    alone = Scorer(ScoreConfig(spec="helpful", embedder="bow")).score_records([{**rec, "id": "b"}])[0]
+    alone = Scorer(ScoreConfig(spec="helpful", embedder="bow", **UNFITTED)).score_records([{**rec, "id": "b"}])[0]
     assert out[1]["components"]["value"] == alone["components"]["value"]
     assert out[0]["components"]["value"] != alone["components"]["value"]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from udasa.errors import InputError
 from udasa.io import JsonlAppender, iter_jsonl
 from udasa.sampling import SampleConfig, sample
+from udasa.testing import UNFITTED
 
 
 def cli(capsys, monkeypatch, *args) -> tuple[int, str]:
@@ -75,12 +76,12 @@ def test_scoring_refuses_samples_of_two_models_and_changed_samples(tmp_path):
            "model": "m", "model_fingerprint": "f1"}
     src = write(tmp_path / "s.jsonl", [rec, {**rec, "id": "b", "model_fingerprint": "f2"}])
     with pytest.raises(InputError, match=r"s.jsonl:2: field 'model_fingerprint': mixes samples of two models"):
-        score(src, tmp_path / "u.jsonl", embedder="bow", progress=False)
+        score(src, tmp_path / "u.jsonl", embedder="bow", progress=False, **UNFITTED)
     write(src, [rec])
-    score(src, tmp_path / "u.jsonl", embedder="bow", progress=False)
+    score(src, tmp_path / "u.jsonl", embedder="bow", progress=False, **UNFITTED)
     write(src, [{**rec, "responses": ["other", "texts"]}, {**rec, "id": "b"}])
     with pytest.raises(InputError, match="the sample record of prompt 'a' differs"):
-        score(src, tmp_path / "u.jsonl", embedder="bow", progress=False)
+        score(src, tmp_path / "u.jsonl", embedder="bow", progress=False, **UNFITTED)
 
 
 def test_a_second_writer_is_refused_and_the_lock_dies_with_its_process(tmp_path):

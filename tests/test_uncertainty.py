@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from udasa.errors import InputError
+from udasa.testing import UNFITTED
 from udasa.uncertainty import ScoreConfig, Scorer, check_sample, load_spec, score, score_records
 from udasa.uncertainty import functional as F
 from udasa.uncertainty.estimators import FactualConsistency, SemanticDispersion, ValueConformance
@@ -175,7 +176,7 @@ def test_check_sample_errors():
 
 
 def test_score_records_outlier_gets_highest_u():
-    out = score_records([sample_rec()], embedder="bow")[0]
+    out = score_records([sample_rec()], embedder="bow", **UNFITTED)[0]
     assert out["u"].index(max(out["u"])) == 3
     assert all(0 <= x <= 1 for a in out["components"].values() for x in a)
     assert set(out["components"]) == set(out["normalized"]) == {"semantic", "factual", "value"}
@@ -183,7 +184,8 @@ def test_score_records_outlier_gets_highest_u():
 
 
 def test_single_axis_weights_reproduce_that_axis():
-    out = score_records([sample_rec()], embedder="bow", weights={"semantic": 1, "factual": 0, "value": 0})[0]
+    out = score_records([sample_rec()], embedder="bow", **{**UNFITTED, "weights": {"semantic": 1, "factual": 0,
+                                                                                  "value": 0}})[0]
     assert out["u"] == out["normalized"]["semantic"]
     assert out["weights"] == {"semantic": 1.0, "factual": 0.0, "value": 0.0}
 
@@ -192,7 +194,7 @@ def test_score_file_resumes_and_refuses_other_settings(tmp_path):
     src = tmp_path / "samples.jsonl"
     src.write_text("".join(json.dumps(sample_rec(i)) + "\n" for i in range(5)))
     out = tmp_path / "scores.jsonl"
-    cfg = ScoreConfig(embedder="bow", batch_prompts=2)
+    cfg = ScoreConfig(embedder="bow", batch_prompts=2, **UNFITTED)
     score(src, out, cfg, progress=False)
     lines = out.read_text().splitlines()
     assert [json.loads(x)["id"] for x in lines] == [f"p{i}" for i in range(5)]
@@ -208,7 +210,7 @@ def test_score_file_refuses_mixed_models(tmp_path):
     src = tmp_path / "samples.jsonl"
     src.write_text(json.dumps(sample_rec(0)) + "\n" + json.dumps(sample_rec(1, model="other")) + "\n")
     with pytest.raises(InputError, match=r"samples.jsonl:2: field 'model'"):
-        score(src, tmp_path / "o.jsonl", embedder="bow", progress=False)
+        score(src, tmp_path / "o.jsonl", embedder="bow", progress=False, **UNFITTED)
 
 
 def test_top_level_convenience(tmp_path):
@@ -216,5 +218,5 @@ def test_top_level_convenience(tmp_path):
 
     src = tmp_path / "samples.jsonl"
     src.write_text(json.dumps(sample_rec(0)) + "\n")
-    path = udasa.score(src, tmp_path / "o.jsonl", embedder="bow", progress=False)
+    path = udasa.score(src, tmp_path / "o.jsonl", embedder="bow", progress=False, **UNFITTED)
     assert json.loads(path.read_text())["id"] == "p0"

@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from udasa.testing import UNFITTED
+
 from udasa.uncertainty import ScoreConfig, Scorer, load_spec
 from udasa.uncertainty.judge import PolicyJudge
 
@@ -17,7 +19,7 @@ def test_refusal_conforms_to_safety_more_than_compliance():
     ]
     rec = {"id": "x", "prompt": prompt, "responses": responses, "num_tokens": [20] * 4,
            "logprob_mean": [-1.0] * 4}
-    out = Scorer(ScoreConfig(spec="safety")).score_records([rec])[0]
+    out = Scorer(ScoreConfig(spec="safety", **UNFITTED)).score_records([rec])[0]
     v = out["components"]["value"]
     assert max(v[0], v[2]) < min(v[1], v[3]), v
     # the combined score ranks both refusals as more reliable than both compliances

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from udasa.diagnostics import pair_diagnostics, training_curves
-from udasa.evaluation.report import difference, load_run, write_report
+from udasa.evaluation.report import difference, load_run, plot_reward_kl, write_report
 from udasa.io import atomic_write_json, atomic_write_text, iter_jsonl
 
 AXES = ("semantic", "factual", "value")
@@ -265,35 +265,12 @@ def _trajectory_section(root: Path, runs: list[dict], rows: list[tuple[str, str]
 
 
 def _frontier_section(runs: list[dict], groups: dict[str, str], outdir: Path) -> list[str]:
-    """Reward against KL for every task that has both (the DPO paper's frontier); a line joins one group."""
+    """Reward against KL for every task that has both; a line joins the runs of one group."""
     lines = []
-    tasks = [t for t in dict.fromkeys(t for r in runs for t in r["metrics"]["tasks"])
-             if any(_metric(r, t, "reward") and _metric(r, t, "kl") for r in runs)]
-    plt = _plt()
-    for task in tasks:
-        fig, ax = plt.subplots(figsize=(5, 3.8))
-        fam: dict[str, list] = {}
-        for r in runs:
-            rw, kl = _metric(r, task, "reward"), _metric(r, task, "kl")
-            if rw and kl and rw.get("mean") is not None and kl.get("mean") is not None:
-                fam.setdefault(groups.get(r["label"], r["label"]), []).append((kl, rw, r["label"]))
-        for i, (g, pts) in enumerate(fam.items()):
-            pts.sort(key=lambda p: p[0]["mean"])
-            xs, ys = [p[0]["mean"] for p in pts], [p[1]["mean"] for p in pts]
-            ax.errorbar(xs, ys, xerr=[[p[0]["mean"] - p[0]["ci_low"] for p in pts],
-                                      [p[0]["ci_high"] - p[0]["mean"] for p in pts]],
-                        yerr=[[p[1]["mean"] - p[1]["ci_low"] for p in pts], [p[1]["ci_high"] - p[1]["mean"] for p in pts]],
-                        fmt="o-" if len(pts) > 1 else "o", color=f"C{i % 10}", capsize=2, lw=1, ms=4, label=g)
-        ax.set_xlabel("sequence KL to the reference (nats)")
-        ax.set_ylabel("reward")
-        ax.set_title(task, fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        name = f"frontier-{task}.png"
-        fig.savefig(outdir / name, dpi=110)
-        plt.close(fig)
-        lines += [f"![reward vs KL: {task}]({name})", ""]
+    for task in dict.fromkeys(t for r in runs for t in r["metrics"]["tasks"]):
+        png = plot_reward_kl(runs, outdir, task, groups, name=f"frontier-{task}.png")
+        if png:
+            lines += [f"![reward vs KL: {task}]({png})", ""]
     return (["## Reward against KL", ""] + lines) if lines else []
 
 

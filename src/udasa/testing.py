@@ -48,3 +48,7 @@ def build_tiny_model(path: str | Path, *, seed: int = 0, vocab_size: int = 320, 
     model.save_pretrained(path, safe_serialization=True)
     fast.save_pretrained(path)
     return path
+
+# Scoring settings that ignore a spec's fitted values (equal weights, embedding value axis, no gate): for tests
+# of the estimators themselves, which must not change when `udasa validate --fit` rewrites a spec.
+UNFITTED = {"weights": {"semantic": 1.0, "factual": 1.0, "value": 1.0}, "contrast_weight": 0.0, "factual_gate": "none"}

@@ -149,7 +149,7 @@ def write_report(runs: list[str], out: str, labels: list[str] | None = None) -> 
             lines += [f"![{task}]({png})", ""]
     for task in tasks:  # every task that measures both a reward and the KL to the reference
         if any({"reward", "kl"} <= set(r["metrics"]["tasks"].get(task, {}).get("metrics", {})) for r in loaded):
-            png = _plot_reward_kl(loaded, outdir, task)
+            png = plot_reward_kl(loaded, outdir, task)
             lines += [f"## {task}: reward vs KL", "", f"![reward vs KL]({png})", ""]
     lines += _evaluator_section(loaded)
     path = outdir / "report.md"
@@ -200,24 +200,33 @@ def _plot_task(loaded: list[dict], task: str, metric_names: list[str], outdir: P
     return name
 
 
-def _plot_reward_kl(loaded: list[dict], outdir: Path, task: str) -> str:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    for i, r in enumerate(loaded):
+def plot_reward_kl(loaded: list[dict], outdir: Path, task: str, groups: dict[str, str] | None = None,
+                   name: str | None = None) -> str | None:
+    """Mean reward against mean KL (95% CIs both ways) per run; runs of one group (e.g. a beta sweep of one
+    method) are joined by a line, in order of KL: the reward-vs-KL frontier of the DPO paper."""
+    groups = groups or {}
+    fam: dict[str, list] = {}
+    for r in loaded:
         ms = r["metrics"]["tasks"].get(task, {}).get("metrics", {})
         rw, kl = ms.get("reward"), ms.get("kl")
-        if not rw or not kl or rw.get("mean") is None or kl.get("mean") is None:
-            continue
-        ax.errorbar(kl["mean"], rw["mean"], xerr=[[kl["mean"] - kl["ci_low"]], [kl["ci_high"] - kl["mean"]]],
-                    yerr=[[rw["mean"] - rw["ci_low"]], [rw["ci_high"] - rw["mean"]]], fmt="o", color=f"C{i}",
-                    capsize=3, label=r["label"])
+        if rw and kl and rw.get("mean") is not None and kl.get("mean") is not None:
+            fam.setdefault(groups.get(r["label"], r["label"]), []).append((kl, rw))
+    if not fam:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    for i, (g, pts) in enumerate(fam.items()):
+        pts.sort(key=lambda p: p[0]["mean"])
+        err = lambda k: [[p[k]["mean"] - p[k]["ci_low"] for p in pts], [p[k]["ci_high"] - p[k]["mean"] for p in pts]]  # noqa: E731
+        ax.errorbar([p[0]["mean"] for p in pts], [p[1]["mean"] for p in pts], xerr=err(0), yerr=err(1),
+                    fmt="o-" if len(pts) > 1 else "o", color=f"C{i % 10}", capsize=2, lw=1, ms=4, label=g)
     ax.set_xlabel("sequence KL to the reference (nats)")
     ax.set_ylabel("reward")
     ax.set_title(task, fontsize=9)
-    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
-    name = f"reward_vs_kl-{task}.png"
+    name = name or f"reward_vs_kl-{task}.png"
     fig.savefig(outdir / name, dpi=110)
     plt.close(fig)
     return name

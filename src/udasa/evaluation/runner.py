@@ -77,8 +77,6 @@ class EvalConfig:
     def __post_init__(self):
         check_device_name(self.device)
         check_dtype_name(self.dtype)
-        for t in self.tasks:  # task files are read and their hooks checked now, before any model loads
-            load_task(t).check_hooks(self.allow_task_code)
         if not isinstance(self.sizes, dict):
             raise InputError("must be a mapping of task name to a number of items", field="sizes")
         for task, n in self.sizes.items():
@@ -87,6 +85,8 @@ class EvalConfig:
         if isinstance(self.tasks, str):  # "harmless,helpful" from a recipe or the CLI
             self.tasks = tuple(t.strip() for t in self.tasks.split(",") if t.strip())
         self.tasks = tuple(self.tasks)
+        for t in self.tasks:  # task files are read and their hooks checked now, before any model loads
+            load_task(t).check_hooks(self.allow_task_code)
         if not self.tasks:
             raise InputError("must name at least one task", field="tasks")
         if self.limit is not None and self.limit < 1:

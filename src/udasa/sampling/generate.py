@@ -226,25 +226,10 @@ def generate(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int,
     attn = attn.repeat_interleave(n, dim=0)
     next_pos = attn[:, :width].sum(-1)  # position of the next token in each row
 
-    keys = None
-    if seeds is not None and temperature > 0:
-        keys = torch.tensor([s for per in seeds for s in per], dtype=torch.long, device=device)
-    tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    logps = torch.zeros((rows, max_new_tokens), dtype=torch.float32, device=device)
-    lengths = torch.full((rows,), max_new_tokens, dtype=torch.long, device=device)
-    stopped = torch.zeros(rows, dtype=torch.bool, device=device)
+    out = _Outputs(rows, max_new_tokens, seeds, temperature, stop_ids, pad_id, device)
     alive = torch.arange(rows, device=device)  # global row index of each live batch row
-    stop = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
-
     for step in range(max_new_tokens):
-        logits = logits.float()
-        tok = pick_tokens(logits, temperature, top_p, counter_uniform(keys[alive], step) if keys is not None else None)
-        tokens[alive, step] = tok
-        logps[alive, step] = logits.gather(-1, tok.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-        done = torch.isin(tok, stop)
-        ended = alive[done]
-        lengths[ended] = step  # the end-of-turn token is not part of the response
-        stopped[ended] = True
+        tok, done = out.step(logits, step, alive, temperature, top_p)
         if step == max_new_tokens - 1:
             break
         keep = (~done).nonzero().squeeze(-1)
@@ -253,20 +238,49 @@ def generate(model, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int,
         if keep.numel() < len(alive):
             cache.batch_select_indices(keep)
             alive, tok, attn, next_pos = alive[keep], tok[keep], attn[keep], next_pos[keep]
-        out = model(input_ids=tok.unsqueeze(-1), attention_mask=attn[:, :width + step + 1],
-                    position_ids=next_pos.unsqueeze(-1), cache=cache, use_cache=True)
+        logits = model(input_ids=tok.unsqueeze(-1), attention_mask=attn[:, :width + step + 1],
+                       position_ids=next_pos.unsqueeze(-1), cache=cache, use_cache=True).logits[:, -1, :]
         next_pos = next_pos + 1
-        logits = out.logits[:, -1, :]
-
-    return _results(tokens, logps, lengths, stopped, n, len(prompt_ids))
+    return out.results(n, len(prompt_ids))
 
 
-def _results(tokens: torch.Tensor, logps: torch.Tensor, lengths: torch.Tensor, stopped: torch.Tensor, n: int,
-             prompts: int) -> list[list[Generation]]:
-    tokens, logps = tokens.cpu().tolist(), logps.cpu().tolist()
-    results = [Generation(tokens[r][:k], logps[r][:k], "stop" if s else "length")
-               for r, (k, s) in enumerate(zip(lengths.tolist(), stopped.tolist()))]
-    return [results[i * n:(i + 1) * n] for i in range(prompts)]
+class _Outputs:
+    """What one `generate` call draws and keeps, per row, on the device: the draw keys, the tokens, their
+    temperature-1 log-probs, the response lengths and which rows ended with a stop token."""
+
+    def __init__(self, rows: int, max_new_tokens: int, seeds, temperature: float, stop_ids: set[int], pad_id: int,
+                 device):
+        self.keys = None
+        if seeds is not None and temperature > 0:
+            self.keys = torch.tensor([s for per in seeds for s in per], dtype=torch.long, device=device)
+        self.pad_id, self.max_new_tokens = pad_id, max_new_tokens
+        self.tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
+        self.logps = torch.zeros((rows, max_new_tokens), dtype=torch.float32, device=device)
+        self.lengths = torch.full((rows,), max_new_tokens, dtype=torch.long, device=device)
+        self.done = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.stop = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
+
+    def step(self, logits: torch.Tensor, step: int, rows: torch.Tensor, temperature: float, top_p: float):
+        """Draw token ``step`` for the batch rows ``rows`` (global indices); rows already done draw padding.
+        Returns the tokens and which of these rows are done now."""
+        logits = logits.float()
+        tok = pick_tokens(logits, temperature, top_p,
+                          counter_uniform(self.keys[rows], step) if self.keys is not None else None)
+        was_done = self.done[rows]
+        tok = torch.where(was_done, torch.full_like(tok, self.pad_id), tok)
+        self.tokens[rows, step] = tok
+        self.logps[rows, step] = logits.gather(-1, tok.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        ended = torch.isin(tok, self.stop) & ~was_done
+        self.lengths[rows[ended]] = step  # the end-of-turn token is not part of the response
+        self.done[rows[ended]] = True
+        return tok, self.done[rows]
+
+    def results(self, n: int, prompts: int) -> list[list[Generation]]:
+        tokens, logps = self.tokens.cpu().tolist(), self.logps.cpu().tolist()
+        stopped = (self.lengths < self.max_new_tokens).tolist()
+        results = [Generation(tokens[r][:k], logps[r][:k], "stop" if s else "length")
+                   for r, (k, s) in enumerate(zip(self.lengths.tolist(), stopped))]
+        return [results[i * n:(i + 1) * n] for i in range(prompts)]
 
 
 _DECODERS: dict = {}  # (model id, rows, cache length) -> compiled decode step
@@ -310,26 +324,13 @@ def _generate_static(model, prompt_ids: list[list[int]], *, n: int, max_new_toke
     next_pos = pos[:, -1] + 1
     decode = static_decoder(model, compile_step=device.type == "cuda")
 
-    keys = None
-    if seeds is not None and temperature > 0:
-        keys = torch.tensor([s for per in seeds for s in per], dtype=torch.long, device=device)
-    tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    logps = torch.zeros((rows, max_new_tokens), dtype=torch.float32, device=device)
-    lengths = torch.full((rows,), max_new_tokens, dtype=torch.long, device=device)
-    done = torch.zeros(rows, dtype=torch.bool, device=device)
-    stop = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
+    out = _Outputs(rows, max_new_tokens, seeds, temperature, stop_ids, pad_id, device)
+    every = torch.arange(rows, device=device)
     for step in range(max_new_tokens):
-        logits = logits.float()
-        tok = pick_tokens(logits, temperature, top_p, counter_uniform(keys, step) if keys is not None else None)
-        tok = torch.where(done, torch.full_like(tok, pad_id), tok)
-        tokens[:, step] = tok
-        logps[:, step] = logits.gather(-1, tok.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-        ended = torch.isin(tok, stop) & ~done
-        lengths = torch.where(ended, torch.full_like(lengths, step), lengths)
-        done |= ended
+        tok, done = out.step(logits, step, every, temperature, top_p)
         if step == max_new_tokens - 1 or (step % 8 == 7 and bool(done.all())):  # one host sync every 8 steps
             break
         logits = decode(tok.unsqueeze(-1), next_pos.unsqueeze(-1), mask,
                         torch.tensor([width + step], device=device), cache)
         next_pos = next_pos + 1
-    return _results(tokens, logps, lengths, lengths < max_new_tokens, n, len(prompt_ids))
+    return out.results(n, len(prompt_ids))
