@@ -220,3 +220,34 @@ def test_top_level_convenience(tmp_path):
     src.write_text(json.dumps(sample_rec(0)) + "\n")
     path = udasa.score(src, tmp_path / "o.jsonl", embedder="bow", progress=False, **UNFITTED)
     assert json.loads(path.read_text())["id"] == "p0"
+
+
+def test_rescoring_with_other_weights_reads_the_cached_parts(tmp_path, monkeypatch):
+    from udasa.uncertainty.estimators import BowEmbedder
+
+    monkeypatch.setenv("UDASA_CACHE", str(tmp_path / "cache"))  # an empty cache
+    class Counting(BowEmbedder):
+        calls = 0
+
+        def encode(self, texts, *a, **k):
+            Counting.calls += 1
+            return super().encode(texts)
+
+    recs = [sample_rec(i) for i in range(3)]
+    first = Scorer(ScoreConfig(embedder="bow", **UNFITTED))
+    first.embedder = Counting()
+    a = first.score_records(recs)
+    assert Counting.calls > 0
+    Counting.calls = 0
+    again = Scorer(ScoreConfig(embedder="bow", **{**UNFITTED, "weights": {"semantic": 1}, "factual_gate": "value"}))
+    again.embedder = Counting()
+    b = again.score_records(recs)
+    assert Counting.calls == 0  # other weights and gate: every part came from the cache
+    assert [r["parts"] for r in a] == [r["parts"] for r in b]
+    assert [r["u"] for r in b] == [r["normalized"]["semantic"] for r in b]
+    uncached = Scorer(ScoreConfig(embedder="bow", cache_parts=False, **UNFITTED)).score_records(recs)
+    assert [r["u"] for r in uncached] == [r["u"] for r in a]
+    other = Scorer(ScoreConfig(embedder="bow", support_threshold=0.5, **UNFITTED))
+    other.embedder = Counting()
+    other.score_records(recs)
+    assert Counting.calls > 0  # a setting that shapes the parts: computed again

@@ -181,14 +181,14 @@ class JsonlAppender:
     """
 
     def __init__(self, path: str | os.PathLike, key: str | Callable[[dict], Any] = "id",
-                 remember: Callable[[dict], Any] | None = None):
+                 remember: Callable[[dict], Any] | None = None, wait: bool = False):
         self.path = check_regular_file(path, must_exist=False)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._key = key if callable(key) else (lambda r, k=key: r[k])
         self.done: set = set()
         self.remembered: dict = {}  # key -> remember(record), e.g. the hash of the input it was made from
         self.first: dict | None = None
-        self._lock = _lock(self.path)
+        self._lock = _lock(self.path, wait)
         try:
             if self.path.exists():
                 _truncate_partial_tail(self.path)
@@ -227,15 +227,16 @@ class JsonlAppender:
         self.close()
 
 
-def _lock(path: Path):
+def _lock(path: Path, wait: bool = False):
     """An exclusive lock on ``<path>.lock`` held while the file is written; released when the process ends,
-    even by SIGKILL (flock), so a crashed run never leaves a stale lock."""
+    even by SIGKILL (flock), so a crashed run never leaves a stale lock. A stage's output refuses a second
+    writer; a shared cache (``wait``) waits for it instead."""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path.with_name(path.name + ".lock"), "a+")
     try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except OSError:
         f.close()
         raise InputError("another udasa process is writing this file; wait for it or use another output",

@@ -46,7 +46,7 @@ class RefLogpCache:
         meta = self.path.with_suffix(".json")
         if not meta.exists():
             atomic_write_json(meta, self.settings)
-        with JsonlAppender(self.path, key="key") as w:
+        with JsonlAppender(self.path, key="key", wait=True) as w:  # a shared cache: concurrent runs take turns
             w.write([{"key": k, "chosen": c, "rejected": r} for k, c, r in zip(keys, chosen, rejected)
                      if k not in w.done])
 

@@ -56,6 +56,9 @@ class ScoreConfig:
             embedder always runs on the CPU. A recipe's top-level ``device`` fills it.
         dtype: the judge's weights' dtype ("auto", "float32", "bfloat16", "float16"); a recipe's top-level
             ``dtype`` fills it.
+        cache_parts: keep each record's estimator parts in ``$UDASA_CACHE/score-parts/``, keyed by the sample
+            record and the settings that shape them: re-scoring the same samples with other weights, gate or
+            contrast weight then runs no embedder and no policy.
         batch_prompts: prompts scored per batch (their statistics are computed together).
         embed_batch_size: texts per embedder forward pass.
         judge_batch_size: sequences per judge forward pass.
@@ -81,6 +84,7 @@ class ScoreConfig:
     model: str | None = None
     device: str = "auto"
     dtype: str = "auto"
+    cache_parts: bool = True
     batch_prompts: int = 16
     embed_batch_size: int = 64
     judge_batch_size: int = 16
@@ -145,7 +149,7 @@ class ScoreConfig:
     def settings(self) -> dict:
         """The settings that change the scores, as used (recorded in every output record)."""
         d = asdict(self)
-        for k in ("batch_prompts", "embed_batch_size", "judge_batch_size", "model", "device"):
+        for k in ("batch_prompts", "embed_batch_size", "judge_batch_size", "model", "device", "cache_parts"):
             d.pop(k)
         d.update({k: v for k, v in self.effective.items() if k != "source"})
         if d["contrast_weight"] == 0:  # unused: records of scorers without it stay comparable

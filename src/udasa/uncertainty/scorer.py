@@ -10,7 +10,10 @@ from typing import Iterable, Iterator
 
 from udasa.errors import InputError, finite_number
 from udasa.faults import failpoint
+import numpy as np
+
 from udasa.io import JsonlAppender, check_distinct, iter_jsonl, require
+from udasa.models import model_fingerprint
 from udasa.resume import SCHEMAS, check_input_unchanged, check_same_producer, content_hash
 from udasa.uncertainty import functional as F
 from udasa.uncertainty.config import AXES, ScoreConfig
@@ -76,6 +79,48 @@ class _SpecScoring:
         # for `--fit`, which recombines parts)
         self.want_contrast = self.effective["contrast_weight"] > 0 or (scorer.all_parts and self.spec.has_contrast)
         self.judge = self.contrast = None
+        self.cache = _PartsCache(self.parts_settings(scorer)) if cfg.cache_parts else None
+
+    def parts_settings(self, scorer: "Scorer") -> dict:
+        """Everything besides the sample record that shapes the estimators' parts (not the weights, gate,
+        contrast weight or normalisation, which only combine them)."""
+        from dataclasses import asdict
+
+        cfg = scorer.cfg
+        out = {"spec": [asdict(p) for p in self.spec.principles], "embedder": scorer.embedder_id,
+               **{k: getattr(cfg, k) for k in ("semantic_input", "value_input", "support_threshold",
+                                                "value_temperature", "cluster_threshold")}}
+        if cfg.use_policy_judge:
+            out["judge"] = {"model": cfg.model}
+        if self.want_contrast:
+            out["contrast"] = {"model": cfg.model, **{k: getattr(cfg, k) for k in (
+                "contrast_temperature", "contrast_max_context", "contrast_max_response")}}
+        return out
+
+
+class _PartsCache:
+    """Each record's estimator parts and semantic clusters, keyed by (the sample record, the settings that shape
+    them), in ``$UDASA_CACHE/score-parts/``: re-scoring the same samples with other weights, factual gate or
+    contrast weight reads them instead of running the embedder or the policy again. Append-only; concurrent
+    writers take turns."""
+
+    def __init__(self, settings: dict):
+        from udasa.models import cache_dir
+
+        self.path = cache_dir() / "score-parts" / f"{content_hash(settings)}.jsonl"
+        self._rows: dict[str, dict] | None = None
+
+    def get(self, key: str) -> dict | None:
+        if self._rows is None:
+            self._rows = {r["key"]: r for _, r in iter_jsonl(self.path, partial_tail_ok=True)} \
+                if self.path.exists() else {}
+        return self._rows.get(key)
+
+    def put(self, rows: list[dict]) -> None:
+        with JsonlAppender(self.path, key="key", wait=True) as w:
+            w.write([r for r in rows if r["key"] not in w.done])
+        if self._rows is not None:
+            self._rows.update({r["key"]: r for r in rows})
 
 
 class Scorer:
@@ -88,6 +133,11 @@ class Scorer:
                  all_parts: bool = False):
         self.cfg = config or ScoreConfig()
         self.embedder = embedder if embedder is not None else get_embedder(self.cfg.embedder, self.cfg.device)
+        # what the parts cache keys the embedder by: its weights for a real model, else its name
+        self.embedder_id = self.cfg.embedder if self.cfg.embedder == "bow" or embedder is not None \
+            else f"{self.cfg.embedder}@{model_fingerprint(self.cfg.embedder)}"
+        if embedder is not None:
+            self.cfg = dataclasses.replace(self.cfg, cache_parts=False)  # an embedder we cannot identify
         self.all_parts = all_parts
         self._policy = judge_policy  # the model the judge and the contrastive estimator read
         self._specs: dict[str, _SpecScoring] = {}
@@ -135,22 +185,40 @@ class Scorer:
             batch = list(enumerate(records[s:s + self.cfg.batch_prompts], start=s))
             for name in dict.fromkeys(r.get("spec") or self.cfg.spec for _, r in batch):
                 group = [(i, r) for i, r in batch if (r.get("spec") or self.cfg.spec) == name]
-                ss, model = self.for_spec(name), group[0][1].get("model")
-                stats = compute_stats([r for _, r in group], self.cfg, self.embedder, ss.spec_emb,
-                                      self.judge_for(ss, model), self.contrast_for(ss, model))
-                out.update({i: self._score_one(r, st, ss) for (i, r), st in zip(group, stats)})
+                ss = self.for_spec(name)
+                found = self._parts(group, ss)
+                out.update({i: self._score_one(r, found[i], ss) for i, r in group})
         return [out[i] for i in range(len(records))]
 
-    def _score_one(self, rec: dict, stats: dict, ss: _SpecScoring) -> dict:
+    def _parts(self, group: list[tuple[int, dict]], ss: _SpecScoring) -> dict[int, dict]:
+        """Parts and clusters of each record: from the cache, else computed (one embedder call for the rest)."""
+        keys = {i: content_hash([sample_hash(r), ss.cache.path.stem]) for i, r in group} if ss.cache else {}
+        found = {i: ss.cache.get(keys[i]) for i, _ in group} if ss.cache else {}
+        todo = [(i, r) for i, r in group if found.get(i) is None]
+        if todo:
+            model = todo[0][1].get("model")
+            stats = compute_stats([r for _, r in todo], self.cfg, self.embedder, ss.spec_emb,
+                                  self.judge_for(ss, model), self.contrast_for(ss, model))
+            fresh = []
+            for (i, _), st in zip(todo, stats):
+                parts = {k: [float(x) for x in v] for e in ss.estimators for k, v in e.parts(st).items()}
+                labels = F.greedy_clusters(st["semantic_emb"], self.cfg.cluster_threshold).tolist()
+                found[i] = {"key": keys.get(i), "parts": parts, "clusters": labels}
+                fresh.append(found[i])
+            if ss.cache:
+                ss.cache.put(fresh)
+        return found
+
+    def _score_one(self, rec: dict, found: dict, ss: _SpecScoring) -> dict:
         eff = ss.effective
-        parts = {k: v for e in ss.estimators for k, v in e.parts(stats).items()}
+        parts = {k: np.asarray(v, dtype=np.float64) for k, v in found["parts"].items()}
         comp = F.components_from_parts(parts, token_weight=self.cfg.token_weight,
                                        contrast_weight=eff["contrast_weight"],
                                        judge_weight=self.cfg.judge_weight if self.cfg.use_policy_judge else 0.0,
                                        factual_gate=eff["factual_gate"])
         norm = {a: F.normalize(comp[a], self.cfg.normalization) for a in AXES}
         u = F.combine(norm, eff["weights"])
-        labels = F.greedy_clusters(stats["semantic_emb"], self.cfg.cluster_threshold)
+        labels = np.asarray(found["clusters"])
         r5 = lambda xs: [F.safe_float(x) for x in xs]  # noqa: E731
         out = {k: rec[k] for k in ("id", "prompt", "messages", "responses", "num_tokens", "logprob_mean")}
         out.update({
