@@ -22,6 +22,7 @@ from udasa.faults import failpoint
 from udasa.io import atomic_write_json, atomic_write_jsonl, file_sha256
 from udasa.models import model_fingerprint
 from udasa.recipe import Recipe, load_recipe, resolved
+from udasa.resume import changed
 
 
 def _hash(obj) -> str:
@@ -74,8 +75,8 @@ class Stages:
             if done:
                 self.log(f"[{name}] done earlier ({old['seconds']:.0f} s), reusing {artifact}")
                 return h
-            changed = sorted(k for k in key if (old.get("key") or {}).get(k) != key[k]) if "key" in old else []
-            what = f" ({', '.join(changed)} changed)" if changed else ""
+            diff = changed(old["key"], key) if isinstance(old.get("key"), dict) else []
+            what = f" ({', '.join(diff)} changed)" if diff else ""
             raise InputError(f"stage '{name}' finished earlier with other settings or inputs{what}; delete {artifact} "
                              f"and {marker}, or use another output folder", path=str(artifact))
         self.log(f"[{name}] -> {artifact}")

@@ -32,12 +32,17 @@ def check_same_producer(old: dict | None, new: dict, *, path, what: str, default
     if "schema" in new and "schema" not in old:
         raise InputError(f"holds {what} written by an older udasa (no schema); it cannot be resumed safely: "
                          "use another output or delete it", path=str(path))
-    defaults = defaults or {}
-    diff = sorted(k for k in new if not _same(old.get(k), new[k], defaults.get(k)))
+    diff = changed(old, new, defaults)
     if diff:
         shown = "; ".join(f"{k}: {_short(old.get(k))} now {_short(new[k])}" for k in diff)
         raise InputError(f"holds {what} made with other settings: {shown}; use another output or delete it",
                          path=str(path))
+
+
+def changed(old: dict, new: dict, defaults: dict | None = None) -> list[str]:
+    """The keys of ``new`` whose value differs in ``old`` (see `check_same_producer` for ``defaults``)."""
+    defaults = defaults or {}
+    return sorted(k for k in new if not _same(old.get(k), new[k], defaults.get(k)))
 
 
 def check_input_unchanged(recorded: str | None, current: str, *, path, item: str, what: str) -> None:
