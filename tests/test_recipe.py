@@ -59,7 +59,8 @@ def test_recipes_cannot_execute_code(tmp_path):
         load_recipe(p)
 
 
-SHIPPED = ["demo.yaml", "cpu-small.yaml", "cpu-full.yaml", "cpu-sentiment.yaml", "sentiment.yaml", "harmless.yaml",
+SHIPPED = ["demo.yaml", "cpu-small.yaml", "cpu-full.yaml", "cpu-sentiment.yaml", "sentiment.yaml", "sentiment-rounds.yaml",
+           "harmless.yaml",
            "gpu-7b-deepspeed.yaml", "gpu-7b-fsdp.yaml", "tiny.yaml"]
 
 

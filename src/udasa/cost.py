@@ -59,10 +59,11 @@ def estimate(recipe, n_prompts: int, rates: dict | None = None) -> Estimate:
     dpo_models = len(recipe.select.candidates) if recipe.select else 1
     dpo_models += sum(v.method == "dpo" for v in recipe.baselines)
     sft_models = sum(v.method != "dpo" for v in recipe.baselines)
-    per_model = n_prompts * t.num_train_epochs if t.max_steps <= 0 else t.max_steps * t.per_device_train_batch_size * 3
-    pair_steps = int(per_model * (dpo_models + sft_models / 2)) * recipe.rounds
-    if recipe.rounds > 1:
-        sample_tokens = (recipe.prompts_per_round or n_prompts // recipe.rounds) * s.n * s.max_new_tokens * recipe.rounds
+    per_round = n_prompts if recipe.rounds == 1 or recipe.reuse_prompts else \
+        (recipe.prompts_per_round or n_prompts // recipe.rounds)
+    per_model = per_round * t.num_train_epochs if t.max_steps <= 0 else t.max_steps * t.per_device_train_batch_size * 3
+    pair_steps = int(per_model * (dpo_models + sft_models / 2)) + int(per_model) * (recipe.rounds - 1)
+    sample_tokens = per_round * s.n * s.max_new_tokens * recipe.rounds
     evals = [e] * (1 + bool(recipe.eval_base) + (2 if recipe.eval_stages else 0) + recipe.rounds - 1)
     evals += [recipe.stage_config("eval", v.eval) for v in recipe.baselines]
     eval_tokens = 0
