@@ -92,9 +92,10 @@ def measure(recipe) -> dict:
 
     s = recipe.stage_config("sample")
     policy = Policy(recipe.model, device=recipe.device, dtype=recipe.dtype)
-    prompts = [{"id": f"m{i}", "prompt": f"Write a few sentences about topic number {i}."} for i in range(8)]
-    cfg = SampleConfig(model=recipe.model, n=4, max_new_tokens=24, temperature=1.0, device=recipe.device,
-                       dtype=recipe.dtype)
+    cfg = SampleConfig(model=recipe.model, n=4, max_new_tokens=24, temperature=s.temperature, top_p=s.top_p,
+                       device=recipe.device, dtype=recipe.dtype)
+    per_batch = max(1, s.batch_size // cfg.n)  # the recipe's batch shape: rates depend on it
+    prompts = [{"id": f"m{i}", "prompt": f"Write a few sentences about topic number {i}."} for i in range(per_batch)]
     respond(policy, prompts[:1], cfg)  # warm-up
     t0 = time.perf_counter()
     recs = respond(policy, prompts, cfg)
