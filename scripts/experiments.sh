@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The CPU experiment: UDASA against every baseline (recipes/cpu-full.yaml), then its headline table
-# into docs/RESULTS.md. Resumable: rerun after a crash and finished stages are reused.
+# Run a recipe (UDASA against its baselines; default recipes/cpu-full.yaml), then copy its report summary
+# into docs/RESULTS.md (a "### Reading" written there survives). Resumable: rerun after a crash.
 #   bash scripts/experiments.sh [recipe] [--set key=value ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -27,7 +27,10 @@ def main(run_dir: str, command: str) -> None:
     text = DOC.read_text() if DOC.exists() else "# Results\n"
     section = f"## {title}\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda m: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    old = pattern.search(text)
+    if old and "\n### Reading\n" in old.group(0):  # the written reading survives a regenerated table
+        section += "\n### Reading\n" + old.group(0).split("\n### Reading\n", 1)[1].rstrip() + "\n"
+    text = pattern.sub(lambda m: section + "\n", text) if old else text.rstrip() + "\n\n" + section
     DOC.write_text(text)
     print(f"updated {DOC} ({title})")
 
