@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import json
 import re
 import types
@@ -257,6 +258,33 @@ def _key_lines(node, prefix: str = "", out: dict | None = None) -> dict[str, int
         for i, v in enumerate(node.value):
             out[f"{prefix.rstrip('.')}[{i}]"] = v.start_mark.line + 1
             _key_lines(v, f"{prefix.rstrip('.')}[{i}].", out)
+    return out
+
+
+def field_docs(cls) -> dict[str, str]:
+    """``{field: help}`` from the ``Fields:`` section of a dataclass docstring (``a, b: text`` documents both)."""
+    doc = inspect.getdoc(cls) or ""
+    if "Fields:" not in doc:
+        return {}
+    body = doc.split("Fields:", 1)[1].splitlines()
+    out: dict[str, str] = {}
+    names: list[str] = []
+    indent = None
+    for line in body:
+        if not line.strip():
+            continue
+        ind = len(line) - len(line.lstrip())
+        m = re.match(r"\s*([a-z_][a-z0-9_]*(?:\s*[,/]\s*[a-z_][a-z0-9_]*)*):\s*(.*)", line)
+        if m and (indent is None or ind <= indent):
+            indent = ind
+            names = [n.strip() for n in re.split(r"[,/]", m.group(1))]
+            for n in names:
+                out[n] = m.group(2).strip()
+        elif names and indent is not None and ind > indent:
+            for n in names:
+                out[n] += " " + line.strip()
+        else:
+            break
     return out
 
 

@@ -23,33 +23,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from udasa.errors import InputError
-
-
-def field_docs(cls) -> dict[str, str]:
-    """``{field: help}`` from the ``Fields:`` section of a dataclass docstring (``a, b: text`` documents both)."""
-    doc = inspect.getdoc(cls) or ""
-    if "Fields:" not in doc:
-        return {}
-    body = doc.split("Fields:", 1)[1].splitlines()
-    out: dict[str, str] = {}
-    names: list[str] = []
-    indent = None
-    for line in body:
-        if not line.strip():
-            continue
-        ind = len(line) - len(line.lstrip())
-        m = re.match(r"\s*([a-z_][a-z0-9_]*(?:,\s*[a-z_][a-z0-9_]*)*):\s*(.*)", line)
-        if m and (indent is None or ind <= indent):
-            indent = ind
-            names = [n.strip() for n in m.group(1).split(",")]
-            for n in names:
-                out[n] = m.group(2).strip()
-        elif names and indent is not None and ind > indent:
-            for n in names:
-                out[n] += " " + line.strip()
-        else:
-            break
-    return out
+from udasa.recipe import field_docs
 
 
 def _base(tp):
