@@ -43,7 +43,7 @@ def main():
     cfg = SampleConfig(model=a.model, n=a.n, max_new_tokens=a.max_new_tokens, batch_size=32)
     t0 = time.perf_counter()
     policy = Policy(a.model)
-    scorer = Scorer(ScoreConfig(spec="helpful"))
+    scorer = Scorer(ScoreConfig(spec="helpful", cache_parts=False))  # time the estimators, not the cache
     load_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -60,7 +60,9 @@ def main():
     sentences = sum(len(s) for r in scored for s in r["responses"] if s)  # characters, for scale
 
     from udasa.uncertainty.contrast import ContrastiveJudge
-    judge = ContrastiveJudge(policy, scorer.spec)
+    cfg_s = scorer.cfg
+    judge = ContrastiveJudge(policy, scorer.spec, cfg_s.contrast_temperature, cfg_s.contrast_max_context,
+                             cfg_s.contrast_max_response)
     t0 = time.perf_counter()
     judge.margins(records)
     contrast_s = time.perf_counter() - t0
@@ -76,7 +78,7 @@ def main():
 | sampling {a.prompts} prompts x {a.n} ({tokens} tokens, SmolLM2-135M) | {sample_s:.1f} s | {sample_s / a.prompts:.2f} s |
 | scoring the same {a.prompts * a.n} responses (3 axes, MiniLM, no judge) | {score_s:.1f} s | {score_s / a.prompts:.3f} s |
 | **embedding scoring / sampling** | **{100 * score_s / sample_s:.1f}%** | |
-| contrastive estimator on the same responses ({k} principles x 2 instructions, teacher-forced) | {contrast_s:.1f} s | {contrast_s / a.prompts:.3f} s |
+| contrastive estimator on the same responses ({k} principles x 2 instructions, teacher-forced, first {cfg_s.contrast_max_response} tokens) | {contrast_s:.1f} s | {contrast_s / a.prompts:.3f} s |
 | **contrastive estimator / sampling** | **{100 * contrast_s / sample_s:.1f}%** | |
 
 Model loading ({load_s:.1f} s for policy + embedder + spec embeddings) is excluded from both. Scoring

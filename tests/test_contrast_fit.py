@@ -35,13 +35,25 @@ def test_contrast_margin_is_the_mean_logprob_difference_under_the_two_instructio
     assert judge.probs([rec])[0] == pytest.approx(1 / (1 + np.exp(-m[:, 0] / 0.1)))
 
 
-def test_chat_contrast_uses_the_instruction_as_the_system_message(tiny_policy):
+def test_chat_contrast_puts_the_instruction_after_the_shared_dialogue(tiny_policy):
     spec = load_spec("safety")
     judge = ContrastiveJudge(tiny_policy, spec)
-    rec = {"prompt": "hi", "messages": [{"role": "system", "content": "old"}, {"role": "user", "content": "hi"}]}
-    ids = judge._context(rec, "Be safe.")
-    text = tiny_policy.tokenizer.decode(ids)
-    assert "Be safe." in text and "old" not in text and text.rstrip().endswith("assistant")
+    rec = {"prompt": "hi", "messages": [{"role": "system", "content": "old"}, {"role": "user", "content": "hi there"}],
+           "responses": ["sure", "no way, sorry"]}
+    prefix, suffixes = judge._contexts(rec)
+    tok = tiny_policy.tokenizer
+    assert len(suffixes) == 2 * len(spec.principles) and "old" not in tok.decode(prefix)
+    first = tok.decode(prefix + suffixes[0])
+    assert first.index("hi there") < first.index(spec.principles[0].follow) and first.rstrip().endswith("assistant")
+    # the branched computation equals running every full context on its own
+    conts = [tok(y, add_special_tokens=False)["input_ids"] for y in rec["responses"]]
+    m = judge.margins([rec])[0]
+    for k in range(len(spec.principles)):
+        means = []
+        for s in (suffixes[2 * k], suffixes[2 * k + 1]):
+            lps = continuation_logprobs(tiny_policy.model, [prefix + s] * 2, conts, pad_id=tok.pad_token_id)
+            means.append(np.array([np.mean(x) for x in lps]))
+        assert m[:, k] == pytest.approx(means[0] - means[1], abs=1e-4)
     assert contrast_probability(np.array([[0.0, 10.0]]), 1.0) == pytest.approx([(0.5 + 1 / (1 + np.exp(-10))) / 2])
 
 

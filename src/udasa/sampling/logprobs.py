@@ -97,6 +97,31 @@ def shared_prefix_logprobs(model, context: list[int], continuations: list[list[i
     return continue_from_cache(model, cache, out.logits[0, -1], continuations, pad_id=pad_id)
 
 
+@torch.inference_mode()
+def branched_logprobs(model, prefix: list[int], suffixes: list[list[int]], continuations: list[list[int]], *,
+                      pad_id: int) -> list[list[list[float]]]:
+    """For each suffix, the log-probs of every continuation after ``prefix + suffix``.
+
+    The prefix (a dialogue) runs once; each suffix (an instruction and the assistant header) runs on a copy
+    of its cache; the continuations of a suffix run as one batch. ``[suffix][continuation][token]``.
+    """
+    import copy
+
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    cache = DynamicCache(config=model.config)
+    model(input_ids=torch.tensor([prefix], device=device), cache=cache, use_cache=True, logits_to_keep=1)
+    out = []
+    for suffix in suffixes:
+        branch = copy.deepcopy(cache)
+        start = len(prefix)
+        last = model(input_ids=torch.tensor([suffix], device=device), cache=branch, use_cache=True, logits_to_keep=1,
+                     position_ids=torch.arange(start, start + len(suffix), device=device)[None]).logits[0, -1]
+        out.append(continue_from_cache(model, branch, last, continuations, pad_id=pad_id))
+    return out
+
+
 def response_logprobs(model, tokenizer, messages: list[list[dict]], responses: list[str], *,
                       batch_size: int = 16, system_prompt: str | None = None) -> list[list[float]]:
     """Token log-probs of each assistant ``response`` after its chat ``messages`` (the chat template applied).

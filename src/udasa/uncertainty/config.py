@@ -76,8 +76,8 @@ class ScoreConfig:
     value_temperature: float = 0.05
     contrast_weight: float | None = None
     contrast_temperature: float = 0.1
-    contrast_max_context: int = 256
-    contrast_max_response: int = 128
+    contrast_max_context: int = 128
+    contrast_max_response: int = 24
     factual_gate: str | None = None
     use_policy_judge: bool = False
     judge_weight: float = 0.5
