@@ -37,7 +37,7 @@ def test_contrast_margin_is_the_mean_logprob_difference_under_the_two_instructio
 
 def test_chat_contrast_puts_the_instruction_after_the_shared_dialogue(tiny_policy):
     spec = load_spec("safety")
-    judge = ContrastiveJudge(tiny_policy, spec)
+    judge = ContrastiveJudge(tiny_policy, spec, max_context=4096)  # the tiny tokenizer spells words in bytes
     rec = {"prompt": "hi", "messages": [{"role": "system", "content": "old"}, {"role": "user", "content": "hi there"}],
            "responses": ["sure", "no way, sorry"]}
     prefix, suffixes = judge._contexts(rec)
