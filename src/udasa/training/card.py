@@ -22,7 +22,8 @@ def model_card(run: dict, stages: list[dict], *, title: str) -> str:
         f"- initial model: `{run['initial_model']}` (fingerprint `{run['initial_fingerprint']}`)",
         f"- reference: {cfg['reference']} model; reference log-prob cache: {'on' if cfg['ref_cache'] else 'off'}",
         f"- fine-tuning: {'LoRA r=%d alpha=%d on %s' % (cfg['lora_r'], cfg['lora_alpha'], cfg['lora_target_modules']) if cfg['use_lora'] else 'full'}",
-        f"- processes: {run['world_size']}", "",
+        f"- processes: {run['world_size']}; device {run.get('placement', {}).get('device', cfg.get('device'))}, "
+        f"dtype {run.get('placement', {}).get('dtype', cfg.get('dtype'))} (training autocast over float32 weights)", "",
         "## Data", "",
         f"- pairs file: `{data['pairs_file']}` (sha256 `{data['pairs_sha256']}`)",
     ]

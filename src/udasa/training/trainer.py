@@ -81,7 +81,8 @@ def train(pairs_path: str | Path, out_dir: str | Path, config: TrainConfig | Non
     data = {"pairs_file": str(pairs_path), "pairs_sha256": file_sha256(pairs_path),
             "stages": {s.name: {"pairs": len(s.pairs), "fingerprint": s.fingerprint()} for s in stages}}
     run = {"initial_model": str(initial), "initial_fingerprint": model_fingerprint(initial),
-           "config": cfg.settings(), "data": data, "world_size": state.num_processes}
+           "config": cfg.settings(), "data": data, "world_size": state.num_processes,
+           "placement": cfg.placement().describe()}
     run = json.loads(json.dumps(run, default=str))  # as it reads back from run.json
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
