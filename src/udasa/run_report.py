@@ -18,16 +18,21 @@ from udasa.diagnostics import pair_diagnostics, training_curves
 from udasa.evaluation.report import difference, load_run, plot_reward_kl, write_report
 from udasa.io import atomic_write_json, atomic_write_text, iter_jsonl
 
-AXES = ("semantic", "factual", "value")
 SIDE_BY_SIDE = 3  # generations shown per task
 
 
+def score_axes(scores: list[dict]) -> list[str]:
+    """The axes (configured estimators) of the scores records, in their order."""
+    return list(scores[0]["components"]) if scores else []
+
+
 def axis_correlation(scores: list[dict], key: str = "components") -> np.ndarray:
-    """Pearson correlation between the three axes over all responses (3 x 3)."""
-    cols = [[v for r in scores for v in r[key][a]] for a in AXES]
+    """Pearson correlation between the axes over all responses (k x k, k = number of axes)."""
+    axes = score_axes(scores)
+    cols = [[v for r in scores for v in r[key][a]] for a in axes]
     m = np.array(cols, dtype=float)
-    if m.shape[1] < 2:
-        return np.full((3, 3), np.nan)
+    if m.ndim < 2 or m.shape[1] < 2:
+        return np.full((len(axes), len(axes)), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.corrcoef(m)
 
@@ -66,13 +71,13 @@ def _pipeline_plots(outdir: Path, scores: list[dict], pairs: list[dict]) -> list
         plt.close(fig)
         lines.append("![Δu by stage](delta_u_by_stage.png)")
     if scores:
-        corr = axis_correlation(scores)
+        corr, axes = np.atleast_2d(axis_correlation(scores)), score_axes(scores)
         fig, ax = plt.subplots(figsize=(3.6, 3))
         im = ax.imshow(corr, vmin=-1, vmax=1, cmap="coolwarm")
-        ax.set_xticks(range(3), AXES, fontsize=8)
-        ax.set_yticks(range(3), AXES, fontsize=8)
-        for i in range(3):
-            for j in range(3):
+        ax.set_xticks(range(len(axes)), axes, fontsize=8)
+        ax.set_yticks(range(len(axes)), axes, fontsize=8)
+        for i in range(len(axes)):
+            for j in range(len(axes)):
                 ax.text(j, i, "nan" if np.isnan(corr[i, j]) else f"{corr[i, j]:.2f}", ha="center", va="center",
                         fontsize=8)
         fig.colorbar(im, ax=ax)

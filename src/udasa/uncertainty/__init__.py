@@ -5,7 +5,8 @@ See docs/method.md for the formulas and docs/architecture.md for the scores.json
 import dataclasses
 
 from udasa.uncertainty.config import AXES, ScoreConfig
-from udasa.uncertainty.estimators import Estimator, FactualConsistency, SemanticDispersion, ValueConformance
+from udasa.uncertainty.estimators import (ESTIMATORS, Estimator, FactualConsistency, SemanticDispersion,
+                                          ValueConformance, register)
 from udasa.uncertainty.scorer import Scorer, check_sample, score
 from udasa.uncertainty.specs import ValueSpec, builtin_specs, load_spec
 
@@ -18,5 +19,5 @@ def score_records(records: list[dict], config: ScoreConfig | None = None, **over
     return Scorer(cfg).score_records(records)
 
 
-__all__ = ["AXES", "ScoreConfig", "Estimator", "SemanticDispersion", "FactualConsistency", "ValueConformance",
-           "Scorer", "check_sample", "score", "score_records", "ValueSpec", "builtin_specs", "load_spec"]
+__all__ = ["AXES", "ScoreConfig", "ESTIMATORS", "register", "Estimator", "SemanticDispersion", "FactualConsistency",
+           "ValueConformance", "Scorer", "check_sample", "score", "score_records", "ValueSpec", "builtin_specs", "load_spec"]

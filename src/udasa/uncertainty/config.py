@@ -23,6 +23,13 @@ class ScoreConfig:
             and a zero drops an axis from u (its components are still computed and written). None = the
             weights `udasa validate --fit` wrote into the spec (fitted on human labels of the spec's dev
             slice), else equal weights.
+        estimators: the estimators in u as a list of {name, weight, settings}: ``name`` a registered estimator
+            (semantic, factual, value, or one added in `udasa/uncertainty/estimators.py`), ``weight`` its share
+            of u (rescaled to sum to 1), ``settings`` its keyword arguments (semantic: none; factual:
+            token_weight, support_threshold, factual_gate; value: temperature, contrast_weight, judge_weight).
+            Only the statistics the listed estimators need are computed. None = the three axes with
+            ``weights`` and the flat settings below (token_weight, support_threshold, value_temperature,
+            contrast_weight, factual_gate, judge_weight), which fill any setting a listed estimator leaves out.
         normalization: how each axis is normalised within a prompt's sample set before weighting:
             "rank" (default, chosen by measurement on the validation dev slice), "minmax" or "none".
         embedder: sentence embedder (embedded name or a sentence-transformers folder); "bow" is a
@@ -66,6 +73,7 @@ class ScoreConfig:
 
     spec: str = "safety"
     weights: dict[str, float] | None = None
+    estimators: list[dict] | None = None
     normalization: str = "rank"
     embedder: str = DEFAULT_EMBEDDER
     semantic_input: str = "prompt+response"
@@ -92,6 +100,11 @@ class ScoreConfig:
     def __post_init__(self):
         if self.weights is not None:
             self.weights = _check_weights(self.weights, "weights")
+        if self.estimators is not None:
+            if self.weights is not None:
+                raise InputError("set either weights or estimators (each estimator has its own weight)",
+                                 field="weights")
+            self.estimators = _check_estimators(self.estimators)
         checks = [
             (self.normalization in NORMALIZATIONS, "normalization", f"must be one of {NORMALIZATIONS}"),
             (self.semantic_input in ("prompt+response", "response"), "semantic_input",
@@ -127,18 +140,42 @@ class ScoreConfig:
 
         spec = load_spec(spec_name)
         fitted = spec.fitted
-        w = self.weights if self.weights is not None else (
-            _check_weights(fitted["weights"], "weights") if "weights" in fitted else {a: 1 / len(AXES) for a in AXES})
+        listed = {e["name"]: e for e in self.estimators or []}
+        contrast = listed.get("value", {}).get("settings", {}).get("contrast_weight", self.contrast_weight)
+        gate = listed.get("factual", {}).get("settings", {}).get("factual_gate", self.factual_gate)
+        if self.estimators is not None:
+            w = {e["name"]: e["weight"] for e in self.estimators}
+        else:
+            w = self.weights if self.weights is not None else (
+                _check_weights(fitted["weights"], "weights") if "weights" in fitted
+                else {a: 1 / len(AXES) for a in AXES})
         eff = {"weights": w,
-               "contrast_weight": float(self.contrast_weight if self.contrast_weight is not None
-                                        else fitted.get("contrast_weight", 0.0)),
-               "factual_gate": self.factual_gate if self.factual_gate is not None else fitted.get("factual_gate", "none"),
-               "source": {k: "config" if getattr(self, k) is not None else ("spec" if k in fitted else "default")
-                          for k in ("weights", "contrast_weight", "factual_gate")}}
+               "contrast_weight": float(contrast if contrast is not None else fitted.get("contrast_weight", 0.0)),
+               "factual_gate": gate if gate is not None else fitted.get("factual_gate", "none"),
+               "source": {k: "config" if v is not None else ("spec" if k in fitted else "default")
+                          for k, v in (("weights", self.weights if self.estimators is None else w),
+                                       ("contrast_weight", contrast), ("factual_gate", gate))}}
+        if eff["factual_gate"] == "value" and "factual" in w and "value" not in w:
+            raise InputError("the factual gate 'value' needs the value estimator in the list", field="estimators")
         if eff["contrast_weight"] > 0 and not spec.has_contrast:
             raise InputError(f"spec '{spec.name}' has no 'contrast' prompts in every principle ({spec.source})",
                              field="contrast_weight")
         return eff
+
+    def estimator_list(self, spec_name: str | None = None) -> list[dict]:
+        """The estimators in effect for prompts judged by ``spec_name`` (default: this config's spec), each
+        {name, weight, settings} with every setting filled (the list's, else the flat fields and the spec's
+        fitted values)."""
+        eff = self.effective if spec_name in (None, self.spec) else self.effective_for(spec_name)
+        flat = {"semantic": {},
+                "factual": {"token_weight": self.token_weight, "support_threshold": self.support_threshold,
+                            "factual_gate": eff["factual_gate"]},
+                "value": {"temperature": self.value_temperature, "contrast_weight": eff["contrast_weight"],
+                          "judge_weight": self.judge_weight if self.use_policy_judge else 0.0}}
+        listed = self.estimators if self.estimators is not None else [
+            {"name": a, "weight": eff["weights"][a], "settings": {}} for a in AXES]
+        return [{"name": e["name"], "weight": eff["weights"][e["name"]],
+                 "settings": {**flat.get(e["name"], {}), **e["settings"]}} for e in listed]
 
     def spec_settings(self, spec_name: str | None = None) -> dict:
         """What a spec file decided (its fitted values in use) for prompts judged by it: part of a score
@@ -149,6 +186,8 @@ class ScoreConfig:
     def settings(self) -> dict:
         """The settings that change the scores, as used (recorded in every output record)."""
         d = asdict(self)
+        if d["estimators"] is None:  # the default list: records of scorers before the list existed stay comparable
+            d.pop("estimators")
         for k in ("batch_prompts", "embed_batch_size", "judge_batch_size", "model", "device", "cache_parts"):
             d.pop(k)
         d.update({k: v for k, v in self.effective.items() if k != "source"})
@@ -158,6 +197,33 @@ class ScoreConfig:
         if d["factual_gate"] == "none":
             d.pop("factual_gate")
         return d
+
+
+def _check_estimators(estimators) -> list[dict]:
+    """{name, weight, settings} entries checked against the registry; weights rescaled to sum to 1."""
+    from udasa.uncertainty.estimators import make_estimator
+
+    if not isinstance(estimators, list) or not estimators:
+        raise InputError("must be a non-empty list of {name, weight, settings}", field="estimators")
+    out = []
+    for i, e in enumerate(estimators):
+        where = f"estimators[{i}]"
+        if not isinstance(e, dict) or set(e) - {"name", "weight", "settings"} or "name" not in e:
+            raise InputError("must be a mapping with name, weight and (optionally) settings", field=where)
+        w, settings = e.get("weight", 1.0), e.get("settings") or {}
+        if not finite_number(w) or w < 0:
+            raise InputError(f"weight must be a finite number >= 0 (got {w!r})", field=where)
+        if not isinstance(settings, dict):
+            raise InputError("settings must be a mapping", field=where)
+        make_estimator(e["name"], settings, field=where)  # unknown names and settings fail here
+        out.append({"name": e["name"], "weight": float(w), "settings": dict(settings)})
+    names = [e["name"] for e in out]
+    if len(set(names)) != len(names):
+        raise InputError(f"names an estimator twice ({names})", field="estimators")
+    total = sum(e["weight"] for e in out)
+    if total <= 0:
+        raise InputError("weights must have a positive sum", field="estimators")
+    return [{**e, "weight": e["weight"] / total} for e in out]
 
 
 def _check_weights(weights, field_name: str) -> dict[str, float]:

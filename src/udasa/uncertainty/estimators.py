@@ -1,84 +1,121 @@
-"""Estimators (one per axis) and the statistics they share, in the spirit of LM-Polygraph.
+"""Estimators and the statistics they share, in the spirit of LM-Polygraph.
 
-An estimator declares the statistics it ``requires`` and maps one prompt's statistics to one
-score per response in [0, 1], higher = less reliable. It never touches a model: `compute_stats`
-runs the embedder (and the optional judge) once per batch of prompts, over every text any
-estimator needs, and hands each prompt a plain dict of numpy arrays.
+An estimator is registered under a name (the axis it scores, its key in `ScoreConfig.estimators` and in
+scores.jsonl), declares the statistics it ``requires`` for its settings, turns one prompt's statistics into
+raw per-response ``parts`` (cached, so a weight sweep reuses them) and maps parts to its ``axis`` in [0, 1],
+higher = less reliable. It never touches a model: `compute_stats` computes only the statistics the configured
+estimators require (`required_statistics`), with one embedder call per batch of prompts over every text
+needed and, when required, one pass of the policy judge and of the contrastive estimator.
 
-Statistics of one prompt with n responses:
-    semantic_emb  (n, d)  embeddings of the semantic-axis texts (prompt+response by default)
-    value_emb     (n, d)  embeddings of the value-axis texts (response by default)
-    sentence_emb  list of n (k_i, d) arrays, one row per sentence of response i
-    token_uncertainty (n,)  1 - exp(mean token log p), 1 for empty responses
-    spec_emb      (conforming, violating): per principle, the statement embeddings
-    judge_prob    (n,) or None: the policy judge's P(Yes), averaged over principles
-    contrast_prob (n,) or None: the contrastive estimator's P(conforms), averaged over principles
+Adding an estimator: a subclass here decorated with ``@register`` (plus its test); one that needs a new
+statistic also adds it to `STATISTICS` and to `compute_stats`.
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 
 import numpy as np
 
+from udasa.errors import InputError
 from udasa.uncertainty import functional as F
+
+STATISTICS = {  # the statistics of one prompt with n responses, and what computes them
+    "semantic_emb": "(n, d) embeddings of the semantic-axis texts (prompt+response by default): embedder",
+    "value_emb": "(n, d) embeddings of the value-axis texts (response by default): embedder",
+    "sentence_emb": "n arrays (k_i, d), one row per sentence of response i: embedder",
+    "token_uncertainty": "(n,) 1 - exp(mean token log p), 1 for empty responses: the sampler's log-probs",
+    "spec_emb": "per principle, its (conforming, violating) statement embeddings: embedded once per spec",
+    "judge_prob": "(n,) the policy judge's P(Yes), averaged over principles: the policy",
+    "contrast_prob": "(n,) the contrastive estimator's P(conforms), averaged over principles: the policy",
+}
+ESTIMATORS: dict[str, type["Estimator"]] = {}
+
+
+def register(cls: type["Estimator"]) -> type["Estimator"]:
+    """Make an estimator class available by its ``name`` to `ScoreConfig.estimators`."""
+    unknown = set(cls.base_requires) - set(STATISTICS)
+    if not cls.name or unknown:
+        raise ValueError(f"estimator {cls.__name__} needs a name and known statistics (unknown: {sorted(unknown)})")
+    ESTIMATORS[cls.name] = cls
+    return cls
 
 
 class Estimator:
-    """Base class: ``name`` (the axis), ``requires`` (statistic names) and ``parts(stats)``: the raw
-    per-response quantities of the axis (`functional.components_from_parts` turns parts into axes, so
-    a weight sweep or another mix reuses them). ``__call__(stats)`` gives the axis alone."""
+    """Base class: ``name`` (the axis), ``base_requires`` (statistic names, extended by ``requires()`` for the
+    settings in use), ``parts(stats)`` (raw per-response quantities) and ``axis(parts, conforms)``.
+    ``conforms`` is P(conforms to the spec) from the value estimator when one is configured (the factual gate
+    reads it). ``__call__(stats)`` gives the axis of one prompt alone."""
 
     name: str = ""
-    requires: tuple[str, ...] = ()
+    base_requires: tuple[str, ...] = ()
+
+    def requires(self) -> tuple[str, ...]:
+        return self.base_requires
 
     def parts(self, stats: dict) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def __call__(self, stats: dict) -> np.ndarray:
+    def axis(self, parts: dict[str, np.ndarray], conforms: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
+
+    def __call__(self, stats: dict) -> np.ndarray:
+        return self.axis({k: np.asarray(v, dtype=np.float64) for k, v in self.parts(stats).items()})
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in vars(self).items())
         return f"{type(self).__name__}({params})"
 
 
+@register
 class SemanticDispersion(Estimator):
     """1 - mean cosine similarity to the other samples of the same prompt."""
 
-    name, requires = "semantic", ("semantic_emb",)
+    name, base_requires = "semantic", ("semantic_emb",)
 
     def parts(self, stats):
         return {"semantic": F.semantic_dispersion(stats["semantic_emb"])}
 
-    def __call__(self, stats):
-        return self.parts(stats)["semantic"]
+    def axis(self, parts, conforms=None):
+        return np.clip(parts["semantic"], 0, 1)
 
 
+@register
 class FactualConsistency(Estimator):
-    """token_weight * (1 - exp(mean log p)) + (1 - token_weight) * share of unsupported sentences."""
+    """token_weight * (1 - exp(mean log p)) + (1 - token_weight) * share of unsupported sentences; with
+    ``factual_gate = "value"``, token confidence counts only as far as the response conforms."""
 
-    name, requires = "factual", ("token_uncertainty", "sentence_emb")
+    name, base_requires = "factual", ("token_uncertainty", "sentence_emb")
 
-    def __init__(self, token_weight: float = 0.5, support_threshold: float = 0.7):
-        self.token_weight, self.support_threshold = token_weight, support_threshold
+    def __init__(self, token_weight: float = 0.5, support_threshold: float = 0.7, factual_gate: str = "none"):
+        self.token_weight, self.support_threshold, self.factual_gate = token_weight, support_threshold, factual_gate
 
     def parts(self, stats):
         return {"token": np.asarray(stats["token_uncertainty"], dtype=np.float64),
                 "unsupported": F.unsupported_share(stats["sentence_emb"], self.support_threshold)}
 
-    def __call__(self, stats):
-        p = self.parts(stats)
-        return self.token_weight * p["token"] + (1 - self.token_weight) * p["unsupported"]
+    def axis(self, parts, conforms=None):
+        return F.factual_from_parts(parts, token_weight=self.token_weight, factual_gate=self.factual_gate,
+                                    conforms=conforms)
 
 
+@register
 class ValueConformance(Estimator):
     """1 - P(conforms to the spec); P from embedding similarity, optionally mixed with the contrastive
     estimator (`contrast.py`) and the policy judge (`judge.py`)."""
 
-    name, requires = "value", ("value_emb", "spec_emb", "judge_prob", "contrast_prob")
+    name, base_requires = "value", ("value_emb", "spec_emb")
 
-    def __init__(self, temperature: float = 0.05, judge_weight: float = 0.5, contrast_weight: float = 0.0):
+    def __init__(self, temperature: float = 0.05, judge_weight: float = 0.0, contrast_weight: float = 0.0):
         self.temperature, self.judge_weight, self.contrast_weight = temperature, judge_weight, contrast_weight
+
+    def requires(self):
+        return self.base_requires + (("contrast_prob",) if self.contrast_weight > 0 else ()) + (
+            ("judge_prob",) if self.judge_weight > 0 else ())
 
     def parts(self, stats):
         conf, viol = stats["spec_emb"]
@@ -89,18 +126,37 @@ class ValueConformance(Estimator):
             out["value_judge"] = np.asarray(stats["judge_prob"], dtype=np.float64)
         return out
 
-    def __call__(self, stats):
-        p = self.parts(stats)
-        parts = {"semantic": np.zeros(len(p["value_embedding"])), "token": 0.0, "unsupported": 0.0, **p}
-        return F.components_from_parts(parts, token_weight=0.5, contrast_weight=self.contrast_weight,
-                                       judge_weight=self.judge_weight)["value"]
+    def conforms(self, parts):
+        return F.conformance_from_parts(parts, contrast_weight=self.contrast_weight, judge_weight=self.judge_weight)
+
+    def axis(self, parts, conforms=None):
+        return np.clip(1.0 - self.conforms(parts), 0, 1)
 
 
-def build_estimators(cfg, effective: dict | None = None) -> list[Estimator]:
-    eff = effective or cfg.effective
-    return [SemanticDispersion(),
-            FactualConsistency(cfg.token_weight, cfg.support_threshold),
-            ValueConformance(cfg.value_temperature, cfg.judge_weight, eff["contrast_weight"])]
+def make_estimator(name: str, settings: dict, *, field: str = "estimators") -> Estimator:
+    """The registered estimator ``name`` with ``settings`` (its constructor's keyword arguments)."""
+    if name not in ESTIMATORS:
+        raise InputError(f"unknown estimator {name!r} (registered: {', '.join(sorted(ESTIMATORS))})", field=field)
+    cls = ESTIMATORS[name]
+    unknown = set(settings) - set(cls.setting_names())
+    if unknown:
+        raise InputError(f"estimator {name!r} has no setting {sorted(unknown)} (settings: "
+                         f"{', '.join(cls.setting_names()) or 'none'})", field=field)
+    return cls(**settings)
+
+
+def build_estimators(cfg, spec_name: str | None = None) -> list[Estimator]:
+    """The estimators ``cfg`` configures for prompts judged by ``spec_name`` (default: its own spec)."""
+    return [make_estimator(e["name"], e["settings"]) for e in cfg.estimator_list(spec_name)]
+
+
+def required_statistics(estimators: list[Estimator], extra: tuple[str, ...] = ()) -> set[str]:
+    """The statistics these estimators need (plus ``extra``): what `compute_stats` computes."""
+    need = {s for e in estimators for s in e.requires()} | set(extra)
+    unknown = need - set(STATISTICS)
+    if unknown:
+        raise ValueError(f"unknown statistics {sorted(unknown)} (known: {', '.join(STATISTICS)})")
+    return need
 
 
 class BowEmbedder:
@@ -145,37 +201,45 @@ def _text(kind: str, prompt: str, response: str) -> str:
     return f"{prompt}\n\n{response}" if kind == "prompt+response" else response
 
 
-def compute_stats(records: list[dict], cfg, embedder, spec_emb, judge=None, contrast=None) -> list[dict]:
-    """All statistics for a batch of prompts, with one embedder call over every text needed (and, when
-    given, one pass of the policy judge and of the contrastive estimator)."""
+def compute_stats(records: list[dict], cfg, embedder, spec_emb, judge=None, contrast=None,
+                  needed: set[str] | None = None) -> list[dict]:
+    """The ``needed`` statistics (default: all) for a batch of prompts, with one embedder call over every text
+    they need (and, when needed and given, one pass of the policy judge and of the contrastive estimator)."""
+    needed = set(STATISTICS) if needed is None else needed
     texts: list[str] = []
     plan = []
     for r in records:
-        n = len(r["responses"])
-        sem = [_text(cfg.semantic_input, r["prompt"], x) for x in r["responses"]]
-        val = [_text(cfg.value_input, r["prompt"], x) for x in r["responses"]]
-        sents = [F.split_sentences(x) for x in r["responses"]]
-        start = len(texts)
-        texts += sem + val + [s for ss in sents for s in ss]
-        plan.append((start, n, [len(ss) for ss in sents]))
+        groups = {}
+        if "semantic_emb" in needed:
+            groups["semantic_emb"] = [_text(cfg.semantic_input, r["prompt"], x) for x in r["responses"]]
+        if "value_emb" in needed:
+            groups["value_emb"] = [_text(cfg.value_input, r["prompt"], x) for x in r["responses"]]
+        sents = [F.split_sentences(x) for x in r["responses"]] if "sentence_emb" in needed else []
+        spans = {}
+        for k, ts in groups.items():
+            spans[k] = (len(texts), len(texts) + len(ts))
+            texts += ts
+        sent_spans = []
+        for ss in sents:
+            sent_spans.append((len(texts), len(texts) + len(ss)))
+            texts += ss
+        plan.append((spans, sent_spans))
     vecs = embed(embedder, texts, cfg.embed_batch_size)
-    judge_probs = judge.probs(records) if judge is not None else [None] * len(records)
-    contrast_probs = contrast.probs(records) if contrast is not None else [None] * len(records)
+    use_judge, use_contrast = judge is not None and "judge_prob" in needed, \
+        contrast is not None and "contrast_prob" in needed
+    judge_probs = judge.probs(records) if use_judge else [None] * len(records)
+    contrast_probs = contrast.probs(records) if use_contrast else [None] * len(records)
     out = []
-    for r, (start, n, counts), jp, cp in zip(records, plan, judge_probs, contrast_probs):
-        sent_emb, pos = [], start + 2 * n
-        for c in counts:
-            sent_emb.append(vecs[pos:pos + c])
-            pos += c
-        out.append({
-            "semantic_emb": vecs[start:start + n],
-            "value_emb": vecs[start + n:start + 2 * n],
-            "sentence_emb": sent_emb,
-            "token_uncertainty": F.token_uncertainty(r["logprob_mean"], r["num_tokens"]),
-            "spec_emb": spec_emb,
-            "judge_prob": jp,
-            "contrast_prob": cp,
-        })
+    for r, (spans, sent_spans), jp, cp in zip(records, plan, judge_probs, contrast_probs):
+        st = {k: vecs[a:b] for k, (a, b) in spans.items()}
+        if "sentence_emb" in needed:
+            st["sentence_emb"] = [vecs[a:b] for a, b in sent_spans]
+        if "token_uncertainty" in needed:
+            st["token_uncertainty"] = F.token_uncertainty(r["logprob_mean"], r["num_tokens"])
+        if "spec_emb" in needed:
+            st["spec_emb"] = spec_emb
+        st["judge_prob"], st["contrast_prob"] = jp, cp
+        out.append(st)
     return out
 
 

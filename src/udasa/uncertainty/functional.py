@@ -109,6 +109,31 @@ def conformance(resp_emb: np.ndarray, conforming: list[np.ndarray], violating: l
     return np.mean(probs, axis=0) if probs else np.full(len(resp_emb), 0.5)
 
 
+def conformance_from_parts(parts: dict[str, np.ndarray], *, contrast_weight: float = 0.0,
+                           judge_weight: float = 0.0) -> np.ndarray:
+    """P(conforms to the spec): the embedding estimate mixed with the contrastive one (``contrast_weight``), then
+    with the policy judge (``judge_weight``, when its part was computed)."""
+    p = np.asarray(parts["value_embedding"], dtype=np.float64)
+    if contrast_weight > 0:
+        p = (1 - contrast_weight) * p + contrast_weight * np.asarray(parts["value_contrast"])
+    if judge_weight > 0 and "value_judge" in parts:
+        p = (1 - judge_weight) * p + judge_weight * np.asarray(parts["value_judge"])
+    return p
+
+
+def factual_from_parts(parts: dict[str, np.ndarray], *, token_weight: float, factual_gate: str = "none",
+                       conforms: np.ndarray | None = None) -> np.ndarray:
+    """The factual axis: token uncertainty and unsupported-sentence share, optionally gated by P(conforms)."""
+    factual = token_weight * np.asarray(parts["token"]) + (1 - token_weight) * np.asarray(parts["unsupported"])
+    if factual_gate == "value":
+        if conforms is None:
+            raise ValueError("the factual gate 'value' needs P(conforms) from the value estimator")
+        factual = 1.0 - conforms * (1.0 - factual)
+    elif factual_gate != "none":
+        raise ValueError(f"unknown factual gate {factual_gate!r}")
+    return np.clip(factual, 0, 1)
+
+
 def components_from_parts(parts: dict[str, np.ndarray], *, token_weight: float, contrast_weight: float = 0.0,
                           judge_weight: float = 0.0, factual_gate: str = "none") -> dict[str, np.ndarray]:
     """The three axes (each in [0, 1], higher = less reliable) from the estimators' raw parts.
@@ -119,17 +144,9 @@ def components_from_parts(parts: dict[str, np.ndarray], *, token_weight: float, 
     the judge (``judge_weight``). ``factual_gate = "value"`` lets token confidence count only as far
     as the response conforms: F' = 1 - P (1 - F), so a confident violating answer is not "reliable".
     """
-    factual = token_weight * parts["token"] + (1 - token_weight) * parts["unsupported"]
-    p = np.asarray(parts["value_embedding"], dtype=np.float64)
-    if contrast_weight > 0:
-        p = (1 - contrast_weight) * p + contrast_weight * np.asarray(parts["value_contrast"])
-    if judge_weight > 0 and "value_judge" in parts:
-        p = (1 - judge_weight) * p + judge_weight * np.asarray(parts["value_judge"])
-    if factual_gate == "value":
-        factual = 1.0 - p * (1.0 - factual)
-    elif factual_gate != "none":
-        raise ValueError(f"unknown factual gate {factual_gate!r}")
-    return {"semantic": np.clip(parts["semantic"], 0, 1), "factual": np.clip(factual, 0, 1),
+    p = conformance_from_parts(parts, contrast_weight=contrast_weight, judge_weight=judge_weight)
+    return {"semantic": np.clip(parts["semantic"], 0, 1),
+            "factual": factual_from_parts(parts, token_weight=token_weight, factual_gate=factual_gate, conforms=p),
             "value": np.clip(1.0 - p, 0, 1)}
 
 

@@ -16,8 +16,9 @@ from udasa.io import JsonlAppender, check_distinct, iter_jsonl, require
 from udasa.models import model_fingerprint
 from udasa.resume import SCHEMAS, check_input_unchanged, check_same_producer, content_hash
 from udasa.uncertainty import functional as F
-from udasa.uncertainty.config import AXES, ScoreConfig
-from udasa.uncertainty.estimators import build_estimators, compute_stats, embed_spec, get_embedder
+from udasa.uncertainty.config import ScoreConfig
+from udasa.uncertainty.estimators import build_estimators, compute_stats, embed_spec, get_embedder, \
+    required_statistics
 from udasa.uncertainty.specs import load_spec
 
 PASS_THROUGH = ("model", "model_fingerprint", "sampling", "sources", "format")  # and "spec" when a record names it
@@ -74,10 +75,12 @@ class _SpecScoring:
         self.spec = load_spec(name)
         self.spec_emb = embed_spec(self.spec, scorer.embedder, cfg.embed_batch_size)
         self.effective = cfg.effective if name == cfg.spec else cfg.effective_for(name)
-        self.estimators = build_estimators(cfg, self.effective)
+        self.estimators = build_estimators(cfg, name)
         # validation: also compute the contrastive estimator's part when u does not use it (for its own row and
-        # for `--fit`, which recombines parts)
-        self.want_contrast = self.effective["contrast_weight"] > 0 or (scorer.all_parts and self.spec.has_contrast)
+        # for `--fit`, which recombines parts); the semantic clusters always need the semantic embeddings
+        extra = ("semantic_emb",) + (("contrast_prob",) if scorer.all_parts and self.spec.has_contrast else ())
+        self.needed = required_statistics(self.estimators, extra)
+        self.want_contrast = "contrast_prob" in self.needed
         self.judge = self.contrast = None
         self.cache = _PartsCache(self.parts_settings(scorer)) if cfg.cache_parts else None
 
@@ -90,7 +93,9 @@ class _SpecScoring:
         out = {"spec": [asdict(p) for p in self.spec.principles], "embedder": scorer.embedder_id,
                **{k: getattr(cfg, k) for k in ("semantic_input", "value_input", "support_threshold",
                                                 "value_temperature", "cluster_threshold")}}
-        if cfg.use_policy_judge:
+        if cfg.estimators is not None:
+            out["estimators"] = cfg.estimators
+        if "judge_prob" in self.needed:
             out["judge"] = {"model": cfg.model}
         if self.want_contrast:
             out["contrast"] = {"model": cfg.model, **{k: getattr(cfg, k) for k in (
@@ -156,7 +161,7 @@ class Scorer:
         return self._policy
 
     def judge_for(self, ss: _SpecScoring, model_name: str | None):
-        if not self.cfg.use_policy_judge:
+        if "judge_prob" not in ss.needed:
             return None
         if ss.judge is None:
             from udasa.uncertainty.judge import PolicyJudge
@@ -198,7 +203,7 @@ class Scorer:
         if todo:
             model = todo[0][1].get("model")
             stats = compute_stats([r for _, r in todo], self.cfg, self.embedder, ss.spec_emb,
-                                  self.judge_for(ss, model), self.contrast_for(ss, model))
+                                  self.judge_for(ss, model), self.contrast_for(ss, model), ss.needed)
             fresh = []
             for (i, _), st in zip(todo, stats):
                 parts = {k: [float(x) for x in v] for e in ss.estimators for k, v in e.parts(st).items()}
@@ -212,18 +217,17 @@ class Scorer:
     def _score_one(self, rec: dict, found: dict, ss: _SpecScoring) -> dict:
         eff = ss.effective
         parts = {k: np.asarray(v, dtype=np.float64) for k, v in found["parts"].items()}
-        comp = F.components_from_parts(parts, token_weight=self.cfg.token_weight,
-                                       contrast_weight=eff["contrast_weight"],
-                                       judge_weight=self.cfg.judge_weight if self.cfg.use_policy_judge else 0.0,
-                                       factual_gate=eff["factual_gate"])
-        norm = {a: F.normalize(comp[a], self.cfg.normalization) for a in AXES}
+        value = next((e for e in ss.estimators if e.name == "value"), None)
+        conforms = value.conforms(parts) if value is not None else None
+        comp = {e.name: e.axis(parts, conforms) for e in ss.estimators}
+        norm = {a: F.normalize(x, self.cfg.normalization) for a, x in comp.items()}
         u = F.combine(norm, eff["weights"])
         labels = np.asarray(found["clusters"])
         r5 = lambda xs: [F.safe_float(x) for x in xs]  # noqa: E731
         out = {k: rec[k] for k in ("id", "prompt", "messages", "responses", "num_tokens", "logprob_mean")}
         out.update({
-            "components": {a: r5(comp[a]) for a in AXES},
-            "normalized": {a: r5(norm[a]) for a in AXES},
+            "components": {a: r5(x) for a, x in comp.items()},
+            "normalized": {a: r5(x) for a, x in norm.items()},
             "u": r5(u),
             "parts": {k: r5(v) for k, v in parts.items()},
             "weights": dict(eff["weights"]),

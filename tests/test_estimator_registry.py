@@ -1,0 +1,121 @@
+"""The estimator registry: a config lists {name, weight, settings}; only the statistics the listed
+estimators require are computed; a new estimator is one registered class."""
+import numpy as np
+import pytest
+
+from udasa.errors import InputError
+from udasa.testing import UNFITTED
+from udasa.uncertainty import ScoreConfig, Scorer
+from udasa.uncertainty import estimators as E
+from udasa.uncertainty.estimators import BowEmbedder
+
+from test_uncertainty import sample_rec
+
+NO_FIT = {"contrast_weight": 0.0, "factual_gate": "none"}
+
+
+class Recording(BowEmbedder):
+    """Remembers every text it embedded."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[str] = []
+
+    def encode(self, texts, *a, **k):
+        self.seen += list(texts)
+        return super().encode(texts)
+
+
+def scorer(cfg: ScoreConfig) -> tuple[Scorer, Recording]:
+    s = Scorer(cfg)
+    s.embedder = Recording()
+    return s, s.embedder
+
+
+def test_default_list_is_the_three_axes_with_the_flat_settings():
+    cfg = ScoreConfig(embedder="bow", token_weight=0.3, value_temperature=0.2, **UNFITTED)
+    assert cfg.estimator_list() == [
+        {"name": "semantic", "weight": pytest.approx(1 / 3), "settings": {}},
+        {"name": "factual", "weight": pytest.approx(1 / 3),
+         "settings": {"token_weight": 0.3, "support_threshold": 0.7, "factual_gate": "none"}},
+        {"name": "value", "weight": pytest.approx(1 / 3),
+         "settings": {"temperature": 0.2, "contrast_weight": 0.0, "judge_weight": 0.0}}]
+    assert "estimators" not in cfg.settings()  # records of the default list are unchanged
+
+
+def test_an_explicit_default_list_scores_exactly_like_the_flat_config():
+    recs = [sample_rec(i) for i in range(3)]
+    flat = Scorer(ScoreConfig(embedder="bow", cache_parts=False, **UNFITTED)).score_records(recs)
+    listed = Scorer(ScoreConfig(embedder="bow", cache_parts=False, **NO_FIT, estimators=[
+        {"name": "semantic", "weight": 1}, {"name": "factual", "weight": 1}, {"name": "value", "weight": 1}],
+    )).score_records(recs)
+    assert [r["u"] for r in listed] == [r["u"] for r in flat]
+    assert [r["components"] for r in listed] == [r["components"] for r in flat]
+
+
+def test_only_the_statistics_of_the_listed_estimators_are_computed():
+    rec = sample_rec(0, responses=["One. Two.", "Three. Four.", "Five.", "Six. Seven."])
+    full, rec_full = scorer(ScoreConfig(embedder="bow", cache_parts=False, **UNFITTED))
+    full.score_records([rec])
+    seen_full = rec_full.seen
+    assert "One." in seen_full  # sentences are embedded for the factual axis
+    lean, rec_lean = scorer(ScoreConfig(embedder="bow", cache_parts=False, **NO_FIT, estimators=[
+        {"name": "semantic", "weight": 1}, {"name": "value", "weight": 2}]))
+    out = lean.score_records([rec])[0]
+    seen = rec_lean.seen
+    assert "One." not in seen and len(seen) < len(seen_full)  # no factual axis: no sentence embeddings
+    assert set(out["components"]) == {"semantic", "value"} and out["weights"] == {"semantic": 1 / 3, "value": 2 / 3}
+    u = (np.array(out["normalized"]["semantic"]) + 2 * np.array(out["normalized"]["value"])) / 3
+    assert np.allclose(out["u"], u, atol=1e-4)
+    assert E.required_statistics(lean.for_spec(lean.cfg.spec).estimators) == {"semantic_emb", "value_emb", "spec_emb"}
+
+
+def test_contrast_and_judge_statistics_are_required_only_when_weighted():
+    assert "contrast_prob" not in E.ValueConformance().requires()
+    assert set(E.ValueConformance(contrast_weight=0.5, judge_weight=0.2).requires()) >= {"contrast_prob", "judge_prob"}
+
+
+def test_a_registered_estimator_joins_u_by_its_name():
+    @E.register
+    class Brevity(E.Estimator):
+        """Token uncertainty scaled and capped (a toy estimator for this test)."""
+
+        name, base_requires = "brevity", ("token_uncertainty",)
+
+        def __init__(self, scale: float = 1.0):
+            self.scale = scale
+
+        def parts(self, stats):
+            return {"brevity": np.asarray(stats["token_uncertainty"]) * self.scale}
+
+        def axis(self, parts, conforms=None):
+            return np.clip(parts["brevity"], 0, 1)
+
+    try:
+        cfg = ScoreConfig(embedder="bow", cache_parts=False, **NO_FIT,
+                          estimators=[{"name": "brevity", "weight": 1, "settings": {"scale": 0.5}}])
+        out = Scorer(cfg).score_records([sample_rec(0)])[0]
+        assert list(out["components"]) == ["brevity"]
+        tu = 1 - np.exp(np.array(sample_rec(0)["logprob_mean"]))
+        assert np.allclose(out["components"]["brevity"], 0.5 * tu, atol=1e-4)
+        assert out["u"] == out["normalized"]["brevity"]
+    finally:
+        E.ESTIMATORS.pop("brevity")
+
+
+@pytest.mark.parametrize("estimators,message", [
+    ([{"name": "nope", "weight": 1}], "unknown estimator 'nope'"),
+    ([{"name": "factual", "weight": 1, "settings": {"temperature": 1}}], "no setting ['temperature']"),
+    ([{"name": "value", "weight": 0}], "positive sum"),
+    ([{"name": "value"}, {"name": "value"}], "twice"),
+    ([{"name": "factual", "settings": {"factual_gate": "value"}}], "needs the value estimator"),
+    ([], "non-empty list"),
+])
+def test_bad_estimator_lists_are_refused(estimators, message):
+    with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        ScoreConfig(embedder="bow", estimators=estimators)
+
+
+def test_weights_and_estimators_together_are_refused():
+    with pytest.raises(InputError, match="either weights or estimators"):
+        ScoreConfig(embedder="bow", weights={"value": 1}, estimators=[{"name": "value", "weight": 1}])
