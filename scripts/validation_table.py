@@ -45,6 +45,14 @@ def main(root: str) -> None:
             best = max(baselines, key=lambda b: runs[d]["agreement"][b]["agreement"])
             cells.append(cell(a, bold=name == best))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Combined u minus each annotation-free baseline on the same items (paired bootstrap over items, "
+              "percentage points [95% CI]; the goal asks for every difference above 0):", "",
+              "| baseline | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for b in baselines:
+        diffs = [runs[d].get("combined_u_minus", {}).get(b) for d in cols]
+        lines.append(f"| {b} | " + " | ".join(
+            f"{100 * x['difference']:+.1f} [{100 * x['ci_low']:+.1f}, {100 * x['ci_high']:+.1f}]" if x else "–"
+            for x in diffs) + " |")
     lines += ["", "Length-matched comparisons only (the two answers within 20% of each other's length):", "",
               "| scorer | " + " | ".join(f"{d} ({runs[d]['length_matched']['items']} items)" for d in cols) + " |",
               "|---|" + "---|" * len(cols)]

@@ -10,7 +10,7 @@ from udasa.errors import InputError
 from udasa.stats import bootstrap_ci
 from udasa.uncertainty import ScoreConfig, Scorer
 from udasa.uncertainty.validate import (ValidateConfig, collect_items, evaluate_items, item_agreement, load_items,
-                                        markdown_table, summarize)
+                                        markdown_table, paired_differences, summarize)
 
 
 def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
@@ -54,6 +54,16 @@ def test_summarize_and_table():
     assert s["combined u"]["agreement"] == 0.5 and s["combined u"]["ci_low"] < 0.5 < s["combined u"]["ci_high"]
     assert s["random"]["agreement"] == 0.5
     assert "| combined u | 50.0% |" in markdown_table(s, "t")
+
+
+def test_paired_differences_against_the_baselines():
+    per_item = [{"combined u": 1.0, "shorter wins": 0.0, "longer wins": 1.0, "higher log-likelihood wins": 0.5},
+                {"combined u": 1.0, "shorter wins": 1.0, "longer wins": 0.0, "higher log-likelihood wins": 0.5}] * 20
+    d = paired_differences(per_item)
+    assert d["shorter wins"]["difference"] == pytest.approx(0.5) and d["longer wins"]["difference"] == pytest.approx(0.5)
+    assert d["higher log-likelihood wins"] == {"difference": 0.5, "ci_low": 0.5, "ci_high": 0.5}  # always +0.5
+    assert d["shorter wins"]["ci_low"] < 0.5 < d["shorter wins"]["ci_high"]  # varies item to item: a real interval
+    assert paired_differences(per_item, "semantic only") == {}
 
 
 def test_load_items_slices_and_truthfulqa():
@@ -140,6 +150,7 @@ def test_cli_validate_end_to_end(tiny_model_path, tmp_path):
     assert res["items"] == 2 and res["scoring"]["spec"] == "safety"
     assert 0 <= res["agreement"]["combined u"]["agreement"] <= 1
     assert "| combined u |" in (out / "validation.md").read_text() and "combined u" in r.output
+    assert set(res["combined_u_minus"]) == {"shorter wins", "longer wins", "higher log-likelihood wins"}
     r = CliRunner().invoke(app, args + ["--score-only", "--weights", "semantic=1"])  # reuses the items
     assert r.exit_code == 0, r.output
     assert json.loads((out / "validation.json").read_text())["scoring"]["weights"]["factual"] == 0.0

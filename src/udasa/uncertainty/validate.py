@@ -175,6 +175,21 @@ def summarize(per_item: list[dict[str, float]], *, seed: int = 0) -> dict[str, d
     return out
 
 
+BASELINES = ("shorter wins", "longer wins", "higher log-likelihood wins")  # annotation-free
+
+
+def paired_differences(per_item: list[dict[str, float]], scorer: str = "combined u", *,
+                       seed: int = 0) -> dict[str, dict]:
+    """``scorer``'s agreement minus each annotation-free baseline's, as a paired bootstrap over the same items
+    (95% CI): the comparison the validation goal asks for."""
+    out = {}
+    for b in BASELINES:
+        if per_item and scorer in per_item[0] and b in per_item[0]:
+            est, lo, hi = bootstrap_ci([p[scorer] - p[b] for p in per_item], seed=seed)
+            out[b] = {"difference": est, "ci_low": lo, "ci_high": hi}
+    return out
+
+
 def score_items(items_path: str | os.PathLike, ids: list[str] | None, scorer, *,
                 scores_out: str | os.PathLike | None = None) -> list[dict]:
     """Scored records of the items (``ids`` in that order; None = all). With ``scores_out`` they are
@@ -382,14 +397,19 @@ def validate(vcfg: ValidateConfig, score_cfg, out_dir: str | os.PathLike, *, col
     per_item = [item_agreement(r) for r in scored]
     summary = summarize(per_item)
     matched, n_matched = length_matched(scored)
+    paired = paired_differences(per_item)
     result = {"data": vcfg.data, "items": len(per_item), "offset": vcfg.offset, "limit": vcfg.limit,
               "n_samples": vcfg.n_samples, "max_new_tokens": vcfg.max_new_tokens, "model": vcfg.model,
               "seed": vcfg.seed, "scoring": score_cfg.settings(), "agreement": summary,
+              "combined_u_minus": paired,
               "length_matched": {"items": n_matched, "rule": f"|Δ characters| / longer <= {LENGTH_MATCH}",
                                  "agreement": matched}}
     title = (f"{vcfg.data}: {len(per_item)} items from item {vcfg.offset}, {vcfg.n_samples} policy samples + "
              f"human answers per item, spec {score_cfg.spec}")
     md = markdown_table(summary, title)
+    md += "\ncombined u minus each baseline on the same items (paired bootstrap, 95% CI): " + "; ".join(
+        f"{b}: {100 * d['difference']:+.1f} pts [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
+        for b, d in paired.items()) + "\n"
     if matched:
         md += "\n" + markdown_table(matched, f"length-matched comparisons only ({n_matched} items)")
     if vcfg.fit:
