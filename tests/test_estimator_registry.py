@@ -43,6 +43,53 @@ def test_default_list_is_the_three_axes_with_the_flat_settings():
     assert "estimators" not in cfg.settings()  # records of the default list are unchanged
 
 
+def test_default_scoring_is_pinned_to_what_it_was_before_the_registry():
+    """The parts cache key, the recorded settings and u of the default config, as commit c0d71b5 gave them:
+    a change here invalidates every cached part and every resumable scores file."""
+    from udasa.resume import content_hash
+
+    s = Scorer(ScoreConfig(embedder="bow", **UNFITTED))
+    assert s.for_spec("safety").cache.path.stem == "7af68e83182c6829"
+    assert content_hash(s.cfg.settings()) == "ae42452e64bfe654"
+    out = Scorer(ScoreConfig(embedder="bow", cache_parts=False, **UNFITTED)).score_records([sample_rec(0)])[0]
+    assert out["u"] == [0.38889, 0.38889, 0.55556, 0.66667]
+
+
+def test_a_weight_sweep_over_a_list_reads_the_cached_parts(tmp_path, monkeypatch):
+    monkeypatch.setenv("UDASA_CACHE", str(tmp_path / "cache"))
+    recs = [sample_rec(i) for i in range(2)]
+    first, seen = scorer(ScoreConfig(embedder="bow", **NO_FIT, estimators=[
+        {"name": "semantic", "weight": 1}, {"name": "factual", "weight": 1, "settings": {"token_weight": 0.2}}]))
+    first.score_records(recs)
+    assert seen.seen
+    again, seen2 = scorer(ScoreConfig(embedder="bow", **NO_FIT, estimators=[
+        {"name": "semantic", "weight": 3}, {"name": "factual", "weight": 1, "settings": {"token_weight": 0.8}}]))
+    again.score_records(recs)
+    assert seen2.seen == []  # weights and token_weight only combine parts: nothing embedded again
+    other, seen3 = scorer(ScoreConfig(embedder="bow", **NO_FIT, estimators=[
+        {"name": "semantic", "weight": 1}, {"name": "factual", "weight": 1, "settings": {"support_threshold": 0.2}}]))
+    other.score_records(recs)
+    assert seen3.seen  # a setting that shapes the parts: computed again
+
+
+def test_fitted_contrast_and_gate_apply_only_to_listed_estimators(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(load_safety_with_fit(contrast=0.5, gate="value"))
+    only_semantic = ScoreConfig(embedder="bow", spec=str(spec), estimators=[{"name": "semantic", "weight": 1}])
+    assert only_semantic.effective["contrast_weight"] == 0.0 and only_semantic.effective["factual_gate"] == "none"
+    no_value = ScoreConfig(embedder="bow", spec=str(spec), estimators=[{"name": "semantic"}, {"name": "factual"}])
+    assert no_value.effective["factual_gate"] == "none"  # the fitted gate needs the value estimator: not applied
+    full = ScoreConfig(embedder="bow", spec=str(spec), estimators=[{"name": "factual"}, {"name": "value"}])
+    assert full.effective["contrast_weight"] == 0.5 and full.effective["factual_gate"] == "value"
+
+
+def load_safety_with_fit(contrast: float, gate: str) -> str:
+    from udasa.uncertainty.validate import spec_file_path
+
+    text = spec_file_path("safety").read_text().split("\nfitted:")[0]
+    return text + f"\nfitted:\n  contrast_weight: {contrast}\n  factual_gate: {gate}\n"
+
+
 def test_an_explicit_default_list_scores_exactly_like_the_flat_config():
     recs = [sample_rec(i) for i in range(3)]
     flat = Scorer(ScoreConfig(embedder="bow", cache_parts=False, **UNFITTED)).score_records(recs)
@@ -110,10 +157,22 @@ def test_a_registered_estimator_joins_u_by_its_name():
     ([{"name": "value"}, {"name": "value"}], "twice"),
     ([{"name": "factual", "settings": {"factual_gate": "value"}}], "needs the value estimator"),
     ([], "non-empty list"),
+    ([{"name": "factual", "settings": {"token_weight": 5}}], "token_weight must be in"),
+    ([{"name": "value", "settings": {"contrast_weight": "x"}}], "contrast_weight must be in"),
+    ([{"name": "factual", "settings": {"factual_gate": "bogus"}}], "factual_gate must be"),
+    ([{"name": ["a"]}], "unknown estimator"),
 ])
 def test_bad_estimator_lists_are_refused(estimators, message):
     with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
         ScoreConfig(embedder="bow", estimators=estimators)
+
+
+def test_fit_refuses_an_estimator_list(tmp_path):
+    from udasa.uncertainty.validate import ValidateConfig, validate
+
+    cfg = ScoreConfig(embedder="bow", estimators=[{"name": "semantic", "weight": 1}])
+    with pytest.raises(InputError, match="--fit"):
+        validate(ValidateConfig(data="hh-harmless", limit=1, fit=True), cfg, tmp_path, collect=False)
 
 
 def test_weights_and_estimators_together_are_refused():

@@ -145,6 +145,10 @@ class ScoreConfig:
         gate = listed.get("factual", {}).get("settings", {}).get("factual_gate", self.factual_gate)
         if self.estimators is not None:
             w = {e["name"]: e["weight"] for e in self.estimators}
+            # a spec's fitted contrast and gate apply only to the estimators they belong to, when listed
+            fitted = {k: v for k, v in fitted.items() if k == "weights"
+                      or (k == "contrast_weight" and "value" in w)
+                      or (k == "factual_gate" and "factual" in w and "value" in w)}
         else:
             w = self.weights if self.weights is not None else (
                 _check_weights(fitted["weights"], "weights") if "weights" in fitted

@@ -17,7 +17,7 @@ import inspect
 
 import numpy as np
 
-from udasa.errors import InputError
+from udasa.errors import InputError, finite_number
 from udasa.uncertainty import functional as F
 
 STATISTICS = {  # the statistics of one prompt with n responses, and what computes them
@@ -49,9 +49,14 @@ class Estimator:
 
     name: str = ""
     base_requires: tuple[str, ...] = ()
+    part_settings: tuple[str, ...] = ()  # the settings that shape ``parts`` (the rest only combine them)
 
     def requires(self) -> tuple[str, ...]:
         return self.base_requires
+
+    def problems(self) -> list[str]:
+        """What is wrong with this estimator's settings (empty when they are valid)."""
+        return []
 
     def parts(self, stats: dict) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -89,10 +94,17 @@ class FactualConsistency(Estimator):
     """token_weight * (1 - exp(mean log p)) + (1 - token_weight) * share of unsupported sentences; with
     ``factual_gate = "value"``, token confidence counts only as far as the response conforms."""
 
-    name, base_requires = "factual", ("token_uncertainty", "sentence_emb")
+    name, base_requires, part_settings = "factual", ("token_uncertainty", "sentence_emb"), ("support_threshold",)
 
     def __init__(self, token_weight: float = 0.5, support_threshold: float = 0.7, factual_gate: str = "none"):
         self.token_weight, self.support_threshold, self.factual_gate = token_weight, support_threshold, factual_gate
+
+    def problems(self):
+        return [m for ok, m in (
+            (finite_number(self.token_weight) and 0 <= self.token_weight <= 1, "token_weight must be in [0, 1]"),
+            (finite_number(self.support_threshold) and -1 <= self.support_threshold <= 1,
+             "support_threshold must be in [-1, 1]"),
+            (self.factual_gate in ("none", "value"), "factual_gate must be 'none' or 'value'")) if not ok]
 
     def parts(self, stats):
         return {"token": np.asarray(stats["token_uncertainty"], dtype=np.float64),
@@ -108,10 +120,17 @@ class ValueConformance(Estimator):
     """1 - P(conforms to the spec); P from embedding similarity, optionally mixed with the contrastive
     estimator (`contrast.py`) and the policy judge (`judge.py`)."""
 
-    name, base_requires = "value", ("value_emb", "spec_emb")
+    name, base_requires, part_settings = "value", ("value_emb", "spec_emb"), ("temperature",)
 
     def __init__(self, temperature: float = 0.05, judge_weight: float = 0.0, contrast_weight: float = 0.0):
         self.temperature, self.judge_weight, self.contrast_weight = temperature, judge_weight, contrast_weight
+
+    def problems(self):
+        return [m for ok, m in (
+            (finite_number(self.temperature) and self.temperature > 0, "temperature must be > 0"),
+            (finite_number(self.judge_weight) and 0 <= self.judge_weight <= 1, "judge_weight must be in [0, 1]"),
+            (finite_number(self.contrast_weight) and 0 <= self.contrast_weight <= 1,
+             "contrast_weight must be in [0, 1]")) if not ok]
 
     def requires(self):
         return self.base_requires + (("contrast_prob",) if self.contrast_weight > 0 else ()) + (
@@ -135,14 +154,18 @@ class ValueConformance(Estimator):
 
 def make_estimator(name: str, settings: dict, *, field: str = "estimators") -> Estimator:
     """The registered estimator ``name`` with ``settings`` (its constructor's keyword arguments)."""
-    if name not in ESTIMATORS:
+    if not isinstance(name, str) or name not in ESTIMATORS:
         raise InputError(f"unknown estimator {name!r} (registered: {', '.join(sorted(ESTIMATORS))})", field=field)
     cls = ESTIMATORS[name]
     unknown = set(settings) - set(cls.setting_names())
     if unknown:
         raise InputError(f"estimator {name!r} has no setting {sorted(unknown)} (settings: "
                          f"{', '.join(cls.setting_names()) or 'none'})", field=field)
-    return cls(**settings)
+    est = cls(**settings)
+    bad = est.problems()
+    if bad:
+        raise InputError(f"estimator {name!r}: {'; '.join(bad)} (got {settings})", field=field)
+    return est
 
 
 def build_estimators(cfg, spec_name: str | None = None) -> list[Estimator]:

@@ -93,8 +93,8 @@ class _SpecScoring:
         out = {"spec": [asdict(p) for p in self.spec.principles], "embedder": scorer.embedder_id,
                **{k: getattr(cfg, k) for k in ("semantic_input", "value_input", "support_threshold",
                                                 "value_temperature", "cluster_threshold")}}
-        if cfg.estimators is not None:
-            out["estimators"] = cfg.estimators
+        if cfg.estimators is not None:  # which parts exist, and the settings that shape them (not the weights)
+            out["estimators"] = sorted([e.name, {k: getattr(e, k) for k in e.part_settings}] for e in self.estimators)
         if "judge_prob" in self.needed:
             out["judge"] = {"model": cfg.model}
         if self.want_contrast:
@@ -206,7 +206,13 @@ class Scorer:
                                   self.judge_for(ss, model), self.contrast_for(ss, model), ss.needed)
             fresh = []
             for (i, _), st in zip(todo, stats):
-                parts = {k: [float(x) for x in v] for e in ss.estimators for k, v in e.parts(st).items()}
+                parts = {}
+                for e in ss.estimators:
+                    mine = e.parts(st)
+                    if set(mine) & set(parts):
+                        raise ValueError(f"estimator {e.name!r} names parts another estimator names: "
+                                         f"{sorted(set(mine) & set(parts))}")
+                    parts.update({k: [float(x) for x in v] for k, v in mine.items()})
                 labels = F.greedy_clusters(st["semantic_emb"], self.cfg.cluster_threshold).tolist()
                 found[i] = {"key": keys.get(i), "parts": parts, "clusters": labels}
                 fresh.append(found[i])

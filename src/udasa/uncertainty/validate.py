@@ -381,6 +381,9 @@ def validate(vcfg: ValidateConfig, score_cfg, out_dir: str | os.PathLike, *, col
     from udasa.uncertainty.scorer import Scorer
 
     out_dir = Path(out_dir)
+    if vcfg.fit and score_cfg.estimators is not None:
+        raise InputError("--fit fits the weights of the three default axes; leave `estimators` unset to fit",
+                         field="estimators")
     items = load_items(vcfg.data, vcfg.offset, vcfg.limit)
     scfg = SampleConfig(model=vcfg.model, n=vcfg.n_samples, max_new_tokens=vcfg.max_new_tokens, seed=vcfg.seed,
                         device=vcfg.device, dtype=vcfg.dtype)
