@@ -47,10 +47,18 @@ def test_recipe_maps_sections_onto_stage_configs(tmp_path):
     ("name: [unclosed\n", r"r.yaml:2: invalid YAML"),
     ("- a\n- b\n", r"must be a YAML mapping"),
     (BASE + "pairs: {curriculum: {curriculum: sideways}}\n", r"field 'pairs.curriculum.curriculum': must be one of"),
+    (BASE + "score:\n  estimators:\n    - {name: semantic}\n    - {name: value, settings: {temprature: 1}}\n",
+     r"r.yaml:11: field 'score.estimators\[1\]': estimator 'value' has no setting \['temprature'\]"),
 ])
 def test_bad_recipes_name_file_line_and_key(tmp_path, text, match):
     with pytest.raises(InputError, match=match):
         load_recipe(write(tmp_path, text))
+
+
+def test_a_recipe_lists_its_estimators(tmp_path):
+    r = load_recipe(write(tmp_path, BASE + "score:\n  estimators: [{name: semantic, weight: 1}, {name: value, weight: 3}]\n"))
+    cfg = r.stage_config("score")
+    assert [(e["name"], e["weight"]) for e in cfg.estimator_list()] == [("semantic", 0.25), ("value", 0.75)]
 
 
 def test_recipes_cannot_execute_code(tmp_path):
