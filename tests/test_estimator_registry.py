@@ -178,3 +178,14 @@ def test_fit_refuses_an_estimator_list(tmp_path):
 def test_weights_and_estimators_together_are_refused():
     with pytest.raises(InputError, match="either weights or estimators"):
         ScoreConfig(embedder="bow", weights={"value": 1}, estimators=[{"name": "value", "weight": 1}])
+
+
+def test_the_run_report_reads_the_axes_the_records_have():
+    from udasa.run_report import axis_correlation
+
+    recs = Scorer(ScoreConfig(embedder="bow", cache_parts=False, **NO_FIT, estimators=[
+        {"name": "semantic", "weight": 1}])).score_records([sample_rec(0), sample_rec(1)])
+    assert axis_correlation(recs).shape == (1, 1)
+    two = Scorer(ScoreConfig(embedder="bow", cache_parts=False, **NO_FIT, estimators=[
+        {"name": "semantic", "weight": 1}, {"name": "value", "weight": 1}])).score_records([sample_rec(0)])
+    assert axis_correlation(two).shape == (2, 2)

@@ -34,7 +34,7 @@ def axis_correlation(scores: list[dict], key: str = "components") -> np.ndarray:
     if m.ndim < 2 or m.shape[1] < 2:
         return np.full((len(axes), len(axes)), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.corrcoef(m)
+        return np.atleast_2d(np.corrcoef(m))  # one axis: corrcoef gives a scalar
 
 
 def stage_deltas(pairs: list[dict]) -> dict[str, list[float]]:
@@ -71,7 +71,7 @@ def _pipeline_plots(outdir: Path, scores: list[dict], pairs: list[dict]) -> list
         plt.close(fig)
         lines.append("![Δu by stage](delta_u_by_stage.png)")
     if scores:
-        corr, axes = np.atleast_2d(axis_correlation(scores)), score_axes(scores)
+        corr, axes = axis_correlation(scores), score_axes(scores)
         fig, ax = plt.subplots(figsize=(3.6, 3))
         im = ax.imshow(corr, vmin=-1, vmax=1, cmap="coolwarm")
         ax.set_xticks(range(len(axes)), axes, fontsize=8)

@@ -19,6 +19,7 @@ import numpy as np
 
 from udasa.errors import InputError, finite_number
 from udasa.uncertainty import functional as F
+from udasa.uncertainty.specs import FACTUAL_GATES
 
 STATISTICS = {  # the statistics of one prompt with n responses, and what computes them
     "semantic_emb": "(n, d) embeddings of the semantic-axis texts (prompt+response by default): embedder",
@@ -104,7 +105,7 @@ class FactualConsistency(Estimator):
             (finite_number(self.token_weight) and 0 <= self.token_weight <= 1, "token_weight must be in [0, 1]"),
             (finite_number(self.support_threshold) and -1 <= self.support_threshold <= 1,
              "support_threshold must be in [-1, 1]"),
-            (self.factual_gate in ("none", "value"), "factual_gate must be 'none' or 'value'")) if not ok]
+            (self.factual_gate in FACTUAL_GATES, f"factual_gate must be one of {FACTUAL_GATES}")) if not ok]
 
     def parts(self, stats):
         return {"token": np.asarray(stats["token_uncertainty"], dtype=np.float64),
