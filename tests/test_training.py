@@ -193,3 +193,19 @@ def test_plain_text_pairs_train_on_the_text_not_a_chat(tiny_model_path, tmp_path
     mixed.write_text(path.read_text() + "".join(json.dumps(r) + "\n" for r in other_ids))
     with pytest.raises(InputError, match="mixes chat and plain"):
         read_pairs(mixed)
+
+
+def test_lora_start_does_not_depend_on_what_the_process_did_before(tiny_model_path, tmp_path):
+    """The adapter's random init is seeded by the config, so a run resumed in a fresh process at the training
+    stage trains the same model as one that sampled and scored first."""
+    import torch
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n_per_stage=2, stages=["all"])
+    ends = []
+    for i, noise in enumerate([1, 12345]):
+        torch.manual_seed(noise)  # stands for whatever used the global RNG earlier in the process
+        torch.rand(10)
+        out = tmp_path / f"o{i}"
+        train(pairs, out, cfg(tiny_model_path, tmp_path, use_lora=True, lora_target_modules=["q_proj", "v_proj"]))
+        ends.append(stage_rec(out, "stage-1-all")["end_weights"])
+    assert ends[0] == ends[1]

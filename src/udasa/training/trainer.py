@@ -31,6 +31,7 @@ from udasa.resume import check_same_producer
 from udasa.models import cache_dir, model_fingerprint, resolve_model_path
 from udasa.training.config import TrainConfig
 from udasa.training.data import Stage, read_pairs, to_rows
+from udasa.training.fused_head import completion_only_lm_head
 
 MARKER = "udasa_stage.json"  # written last: its presence means the folder is complete
 METRICS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
@@ -146,6 +147,11 @@ def _policy(start_from: Path, initial: Path, cfg: TrainConfig):
     base = _load(initial, cfg)
     if start_from != initial:
         return PeftModel.from_pretrained(base, start_from / "adapter", is_trainable=True)
+    # LoRA's A matrices are drawn from the global RNG, which the Trainer seeds only later: without this, the
+    # adapter's start (and every number after it) depended on what the process had done before training
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
     return get_peft_model(base, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                            target_modules=list(cfg.lora_target_modules), task_type="CAUSAL_LM"))
 
@@ -184,15 +190,16 @@ def _train_stage(stage: Stage, start_from: Path, initial: Path, folder: Path, ou
         trace = folder / f"batches.rank{args.process_index}.jsonl"
         trace.unlink(missing_ok=True)
     logger = _LogCallback(out / "train_log.jsonl", stage)
-    trainer = UdasaDPOTrainer(model=model, ref_model=ref_model, args=args,
-                              train_dataset=Dataset.from_list(to_rows(stage)), processing_class=tok,
-                              callbacks=[logger], ref_cache=cache, ref_loader=lambda: _load(ref_path, cfg),
-                              trace_path=trace)
-    if len(trainer.train_dataset) == 0:  # TRL drops pairs whose prompt alone fills max_length
-        raise InputError(f"every pair of stage '{stage.label}' has a prompt of max_length ({cfg.max_length}) tokens or "
-                         "more and was dropped by truncation; raise max_length", field="max_length")
-    ckpt = get_last_checkpoint(str(args.output_dir)) if Path(args.output_dir).is_dir() else None
-    result = trainer.train(resume_from_checkpoint=ckpt)
+    with completion_only_lm_head():  # the reference pass (in the constructor) and the steps
+        trainer = UdasaDPOTrainer(model=model, ref_model=ref_model, args=args,
+                                  train_dataset=Dataset.from_list(to_rows(stage)), processing_class=tok,
+                                  callbacks=[logger], ref_cache=cache, ref_loader=lambda: _load(ref_path, cfg),
+                                  trace_path=trace)
+        if len(trainer.train_dataset) == 0:  # TRL drops pairs whose prompt alone fills max_length
+            raise InputError(f"every pair of stage '{stage.label}' has a prompt of max_length ({cfg.max_length}) "
+                             "tokens or more and was dropped by truncation; raise max_length", field="max_length")
+        ckpt = get_last_checkpoint(str(args.output_dir)) if Path(args.output_dir).is_dir() else None
+        result = trainer.train(resume_from_checkpoint=ckpt)
 
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     trainer.save_model(str(folder))  # gathers sharded weights (ZeRO-3 / FSDP); writes on the main process only
