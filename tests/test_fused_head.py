@@ -37,7 +37,8 @@ def test_completion_only_head_matches_the_all_positions_head(tiny_model_path):
     finally:
         trl_utils._ChunkedLogProbFunction.apply = apply
     assert calls == [int((labels[:, 1:] != -100).sum())]  # only the labelled positions reached the head
-    assert torch.allclose(full, compact, atol=1e-5)
+    assert torch.equal(full, compact)  # the same rows through the same tiles
     assert (compact[:, :29] == 0).all() and (compact[1, 35:] == 0).all()
-    assert torch.allclose(full_grad, compact_grad, atol=1e-5)
+    # the head's weight gradient sums over fewer (all-zero) rows: equal up to float summation order
+    assert ((full_grad - compact_grad).norm() / full_grad.norm()).item() < 1e-6
     assert not trl_utils._use_triton(torch.device("cpu"))  # restored after the block
