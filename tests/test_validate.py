@@ -155,3 +155,37 @@ def test_cli_validate_end_to_end(tiny_model_path, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads((out / "validation.json").read_text())["scoring"]["weights"]["factual"] == 0.0
     assert len((out / "items.jsonl").read_text().splitlines()) == 2
+
+
+def test_cli_validate_fit_writes_the_fitted_block_into_the_named_spec(tiny_model_path, tmp_path):
+    """`udasa validate --fit` from the command line: dev items only, the settings written into the spec file it
+    was given (a copy here, so the shipped spec stays as it is), a resolved config that reads them back."""
+    import hashlib
+    import shutil
+    from importlib import resources
+
+    from typer.testing import CliRunner
+
+    from udasa.cli import app
+    from udasa.uncertainty.specs import load_spec
+
+    shipped = resources.files("udasa").joinpath("specs", "safety.yaml")
+    before = hashlib.sha256(shipped.read_bytes()).hexdigest()
+    spec = tmp_path / "safety.yaml"
+    shutil.copy(str(shipped), spec)
+    out = tmp_path / "dev"
+    r = CliRunner().invoke(app, ["validate", "--fit", "--data", "hh-harmless", "--offset", "0", "--limit", "3",
+                                 "--n-samples", "2", "--max-new-tokens", "4", "--model", tiny_model_path,
+                                 "--embedder", "bow", "--spec", str(spec), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    fit = json.loads((out / "validation.json").read_text())["fit"]
+    assert fit["spec_file"] == str(spec) and fit["fit"]["slice"] == "0-2" and fit["fit"]["items"] == 3
+    assert abs(sum(fit["weights"].values()) - 1) < 1e-6
+    fitted = load_spec(spec).fitted
+    assert fitted["weights"] == fit["weights"] and fitted["contrast_weight"] == fit["contrast_weight"]
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == before
+    # the reporting slice is refused for a fit, naming the field
+    r = CliRunner().invoke(app, ["validate", "--fit", "--data", "hh-harmless", "--offset", "150", "--limit", "3",
+                                 "--model", tiny_model_path, "--embedder", "bow", "--spec", str(spec),
+                                 "--out", str(tmp_path / "bad")])
+    assert r.exit_code != 0 and "field 'offset': a fit may not read the reporting slice" in str(r.exception)
