@@ -218,3 +218,21 @@ def test_two_rounds_resume_after_a_kill_in_round_two_and_adaptive_resplitting(tm
     from collections import Counter
     assert Counter(p["stage"] for p in trained) == Counter(p["stage"] for p in static)
     assert all("delta_u_initial" in p for p in trained)
+    # the report shows how much the order changed and the stages as trained
+    assert "Spearman ρ (old, new Δu)" in report and "| adaptive | stage-1-conservative |" in report
+
+
+def test_as_trained_relabels_stages_and_delta_u_from_the_adaptive_record(tmp_path):
+    from udasa.adaptive import as_trained
+
+    pairs = [{"id": "a", "stage": "moderate", "stage_index": 1, "delta_u": 0.5, "chosen": "x"},
+             {"id": "b", "stage": "exploratory", "stage_index": 2, "delta_u": 0.2, "chosen": "y"}]
+    assert as_trained(pairs, tmp_path / "missing.jsonl") == pairs  # a static run: as they are
+    trained = tmp_path / "pairs.trained.jsonl"
+    trained.write_text(json.dumps({"id": "a", "stage": "exploratory", "stage_index": 2, "delta_u_initial": 0.5,
+                                   "delta_u": 0.1}) + "\n" +
+                       json.dumps({"id": "b", "stage": "moderate", "stage_index": 1, "delta_u_initial": 0.2,
+                                   "delta_u": 0.6}) + "\n")
+    out = as_trained(pairs, trained)
+    assert [(p["stage"], p["stage_index"], p["delta_u"], p["chosen"]) for p in out] == [
+        ("exploratory", 2, 0.1, "x"), ("moderate", 1, 0.6, "y")]

@@ -114,6 +114,16 @@ class AdaptiveRescorer:
         atomic_write_jsonl(path, sorted(rows, key=lambda r: r["stage_index"]))
 
 
+def as_trained(pairs: list[dict], trained_path: Path) -> list[dict]:
+    """``pairs`` with the stage each was trained in and the Δu it had then, when ``trained_path`` (an adaptive
+    run's pairs.trained.jsonl) exists; otherwise as they are (the static split is what was trained)."""
+    if not Path(trained_path).exists():
+        return pairs
+    trained = {r["id"]: r for _, r in iter_jsonl(trained_path)}
+    return [{**p, **{k: trained[p["id"]][k] for k in ("stage", "stage_index", "delta_u")}} if p["id"] in trained
+            else p for p in pairs]
+
+
 def read_adaptive_log(model_dir: Path) -> list[dict]:
     path = Path(model_dir) / "adaptive.jsonl"
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []

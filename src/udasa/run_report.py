@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from udasa.adaptive import as_trained, read_adaptive_log
 from udasa.diagnostics import pair_diagnostics, training_curves
 from udasa.evaluation.report import difference, load_run, plot_reward_kl, write_report
 from udasa.io import atomic_write_json, atomic_write_text, iter_jsonl
@@ -170,7 +171,8 @@ def _pair_section(trained: list, outdir: Path) -> tuple[list[str], dict]:
             continue
         if t.name.startswith("select-") or any(d.get("_pairs") == str(t.pairs) for d in diags.values()):
             continue
-        pairs = [r for _, r in iter_jsonl(t.pairs)]
+        # an adaptive run's stages as they were trained (re-split after each stage), not the static split
+        pairs = as_trained([r for _, r in iter_jsonl(t.pairs)], Path(t.model_dir) / "pairs.trained.jsonl")
         if pairs:
             diags[t.name] = {**pair_diagnostics(pairs), "_pairs": str(t.pairs)}
     if not diags:
@@ -194,6 +196,17 @@ def _pair_section(trained: list, outdir: Path) -> tuple[list[str], dict]:
             lines.append(f"| {name} | all | {d['refusal']['pairs']} | | | "
                          f"{d['refusal']['chosen_refuses_rejected_complies']} | "
                          f"{d['refusal']['rejected_refuses_chosen_complies']} |")
+    adaptive = {t.name: read_adaptive_log(t.model_dir) for t in trained if read_adaptive_log(t.model_dir)}
+    if adaptive:
+        lines += ["", "Adaptive curriculum: after each stage the pairs not yet trained were re-scored with the updated "
+                  "policy and re-split by their new Δu (the stages above are as trained). How much the order "
+                  "changed:", "", "| model | after | pairs re-scored | Spearman ρ (old, new Δu) | pairs that changed "
+                  "stage | Δu mean before → after |", "|---|---|---|---|---|---|"]
+        for name, log in adaptive.items():
+            for r in log:
+                rho = "–" if r["rank_correlation"] is None else f"{r['rank_correlation']:.3f}"
+                lines.append(f"| {name} | {r['after']} | {r['pairs']} | {rho} | {r['moved_stage']} | "
+                             f"{r['delta_u_mean_before']:.3f} → {r['delta_u_mean_after']:.3f} |")
     return lines + [""], {k: {kk: vv for kk, vv in v.items() if kk != "_pairs"} for k, v in diags.items()}
 
 
