@@ -83,6 +83,23 @@ def test_tiny_pipeline_end_to_end_and_rerun_reuses_everything(tmp_path, tiny_mod
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("done earlier") == len(stages)
 
+    # --report-only runs nothing: a baseline added to the recipe since is left out, not trained
+    from udasa.errors import InputError
+    from udasa.pipeline import run as run_pipeline
+
+    data = yaml.safe_load(recipe.read_text())
+    data["baselines"] = data.get("baselines", []) + [{"name": "not-run-yet", "train": {"beta": 0.3}}]
+    grown = tmp_path / "grown.yaml"
+    grown.write_text(yaml.safe_dump(data))
+    (run / "report" / "report.md").unlink()
+    before = sorted(p.name for p in (run / ".stages").iterdir())
+    path = run_pipeline(grown, report_only=True, log=lambda _: None)
+    assert path == run / "report" / "report.md" and "| best-of-n" in path.read_text()
+    assert "not-run-yet" not in path.read_text() and not (run / "variants" / "not-run-yet").exists()
+    assert sorted(p.name for p in (run / ".stages").iterdir()) == before
+    with pytest.raises(InputError, match="nothing to report yet"):
+        run_pipeline(grown, report_only=True, out=tmp_path / "empty")
+
 
 def test_killed_at_any_point_then_rerun_gives_the_same_artifacts(tmp_path, tiny_model_path):
     """SIGKILL mid-sampling, mid-scoring, between stages, mid-training and mid-evaluation, then rerun."""

@@ -8,6 +8,7 @@ error instead of a silent mix.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -50,13 +51,20 @@ def _differing(now: dict, default: dict) -> dict:
     return out
 
 
-class Stages:
-    """Markers of finished stages in one output folder, and their timings."""
+class NotFinished(Exception):
+    """A stage a report-only run would have to run."""
 
-    def __init__(self, out: Path, log: Callable[[str], None] = print):
+
+class Stages:
+    """Markers of finished stages in one output folder, and their timings.
+
+    With ``report_only`` nothing runs: a stage not finished with the same key raises `NotFinished`."""
+
+    def __init__(self, out: Path, log: Callable[[str], None] = print, report_only: bool = False):
         self.dir = out / ".stages"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log = log
+        self.report_only = report_only
 
     def run(self, name: str, key: dict, artifact: Path, fn: Callable[[], object], cfg=None) -> str:
         """Run ``fn`` unless stage ``name`` already finished with the same ``key``; returns the stage hash.
@@ -79,6 +87,8 @@ class Stages:
             what = f" ({', '.join(diff)} changed)" if diff else ""
             raise InputError(f"stage '{name}' finished earlier with other settings or inputs{what}; delete {artifact} "
                              f"and {marker}, or use another output folder", path=str(artifact))
+        if self.report_only:
+            raise NotFinished(name)
         self.log(f"[{name}] -> {artifact}")
         start = time.time()
         fn()
@@ -157,19 +167,37 @@ class Trained:
 
 
 def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out: str | Path | None = None,
-        log: Callable[[str], None] = print) -> Path:
-    """Run a whole recipe; returns the report's path. Rerunning continues after a crash."""
+        log: Callable[[str], None] = print, report_only: bool = False) -> Path:
+    """Run a whole recipe; returns the report's path. Rerunning continues after a crash.
+
+    ``report_only``: run nothing, and rewrite the report from the stages that have finished (safe while
+    another process is running the recipe); the main model must have been trained and evaluated."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
     if out is not None:
         recipe.out = str(out)
     root = recipe.out_dir
+    if report_only:
+        try:
+            return _report_only(recipe, root, log)
+        except NotFinished as e:
+            raise InputError(f"stage '{e}' of the main model has not finished with these settings: nothing to "
+                             f"report yet (run `udasa run {recipe.source}` first)", path=str(root)) from None
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "recipe.resolved.json", resolved(recipe))
     if recipe.threads:
         import torch
         torch.set_num_threads(recipe.threads)
-    stages = Stages(root, log)
+    return _run(recipe, root, Stages(root, log), log)
+
+
+def _report_only(recipe: Recipe, root: Path, log: Callable[[str], None]) -> Path:
+    if not (root / ".stages").is_dir():
+        raise InputError("no finished stages here: nothing to report yet", path=str(root))
+    return _run(recipe, root, Stages(root, lambda _: None, report_only=True), log)
+
+
+def _run(recipe: Recipe, root: Path, stages: Stages, log: Callable[[str], None]) -> Path:
     started = time.time()
 
     prompts = root / "prompts.jsonl"
@@ -205,38 +233,61 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
     evals.append(("udasa", main.eval_dir))
     trained = [main]
     if recipe.eval_stages:
-        _evaluate_stages(recipe, stages, main, root / "eval-stages", base_eval)
+        with _unless_report_only(stages):
+            _evaluate_stages(recipe, stages, main, root / "eval-stages", base_eval)
 
     from udasa.run_report import write_run_report
 
     for r in range(2, recipe.rounds + 1):  # iterative rounds: each samples from the model the last one made
-        t = _round(recipe, stages, root, r, trained[-1], all_prompts, chosen, base_eval)
+        try:
+            t = _round(recipe, stages, root, r, trained[-1], all_prompts, chosen, base_eval)
+        except NotFinished:
+            break
         evals.append((t.name, t.eval_dir))
         trained.append(t)
-        write_run_report(recipe, root, evals, trained, stages.finished(), time.time() - started)
+        if not stages.report_only:
+            write_run_report(recipe, root, evals, trained, stages.finished(), time.time() - started)
 
     for v in recipe.baselines:
-        folder = root / "variants" / v.name
-        t = Trained(v.name, v.group or v.name, v.method, folder / "model", None)
-        tcfg = recipe.stage_config("train", {**chosen, **v.train})
-        if v.method == "dpo":
-            t.pairs, h = _pairs(recipe, stages, f"{v.name}/", folder, scores, h_score, v.pairs)
-            t.h_train = _train_stage(recipe, stages, f"{v.name}/", t, t.pairs, h, tcfg,
-                                     _adapter(recipe, v.pairs, t.pairs, scores, t.model_dir))
-        else:
-            from udasa.training.sft import train_best_of_n
-            t.h_train = stages.run(f"{v.name}/train", {"in": h_score, "cfg": config_key(tcfg), "method": v.method,
-                                                       "model": model_fingerprint(tcfg.model)},
-                                   t.model_dir, lambda: train_best_of_n(scores, t.model_dir, tcfg), cfg=tcfg)
-        t.eval_dir = _evaluate(recipe, stages, f"{v.name}/eval", str(t.model_dir / "final"), folder / "eval",
-                               base_eval, t.h_train, v.eval)
-        evals.append((v.name, t.eval_dir))
-        trained.append(t)
-        write_run_report(recipe, root, evals, trained, stages.finished(), time.time() - started)  # progress so far
+        with _unless_report_only(stages):  # a baseline not (yet) finished is left out of a report-only run
+            _baseline(recipe, stages, root, v, chosen, scores, h_score, base_eval, evals, trained)
+        if not stages.report_only:
+            write_run_report(recipe, root, evals, trained, stages.finished(), time.time() - started)  # so far
 
     report = write_run_report(recipe, root, evals, trained, stages.finished(), time.time() - started)
     log(f"report: {report}")
     return report
+
+
+@contextlib.contextmanager
+def _unless_report_only(stages: Stages):
+    """In a report-only run, skip what is not finished; otherwise run it."""
+    try:
+        yield
+    except NotFinished:
+        if not stages.report_only:
+            raise
+
+
+def _baseline(recipe: Recipe, stages: Stages, root: Path, v, chosen: dict, scores: Path, h_score: str,
+              base_eval: Path | None, evals: list, trained: list) -> None:
+    """Train and evaluate one baseline of the recipe (a variant of the main model) on the same samples."""
+    folder = root / "variants" / v.name
+    t = Trained(v.name, v.group or v.name, v.method, folder / "model", None)
+    tcfg = recipe.stage_config("train", {**chosen, **v.train})
+    if v.method == "dpo":
+        t.pairs, h = _pairs(recipe, stages, f"{v.name}/", folder, scores, h_score, v.pairs)
+        t.h_train = _train_stage(recipe, stages, f"{v.name}/", t, t.pairs, h, tcfg,
+                                 _adapter(recipe, v.pairs, t.pairs, scores, t.model_dir))
+    else:
+        from udasa.training.sft import train_best_of_n
+        t.h_train = stages.run(f"{v.name}/train", {"in": h_score, "cfg": config_key(tcfg), "method": v.method,
+                                                   "model": model_fingerprint(tcfg.model)},
+                               t.model_dir, lambda: train_best_of_n(scores, t.model_dir, tcfg), cfg=tcfg)
+    t.eval_dir = _evaluate(recipe, stages, f"{v.name}/eval", str(t.model_dir / "final"), folder / "eval",
+                           base_eval, t.h_train, v.eval)
+    evals.append((v.name, t.eval_dir))
+    trained.append(t)
 
 
 def _sample_and_score(recipe: Recipe, stages: Stages, prefix: str, folder: Path, prompts: Path, h_prompts: str,

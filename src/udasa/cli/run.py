@@ -16,11 +16,15 @@ def run(
     set_: List[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.beta=0.2 (repeatable)."),
     device: Optional[str] = typer.Option(None, help="Override the recipe's device: auto, cpu, cuda or cuda:N."),
     dtype: Optional[str] = typer.Option(None, help="Override the recipe's dtype: auto, float32, bfloat16, float16."),
+    report_only: bool = typer.Option(False, "--report-only",
+                                     help="Run nothing: rewrite the report from the stages that have finished "
+                                          "(safe while another process runs the recipe)."),
 ) -> None:
     """Run sample -> score -> pairs -> train -> eval -> report; rerun to continue after a crash."""
     from udasa.pipeline import run as run_pipeline
 
-    report = run_pipeline(recipe, overrides=placement_overrides(set_, device, dtype), out=out, log=typer.echo)
+    report = run_pipeline(recipe, overrides=placement_overrides(set_, device, dtype), out=out, log=typer.echo,
+                          report_only=report_only)
     typer.secho(f"\nreport: {report}", fg="green")
 
 
