@@ -95,6 +95,7 @@ def test_tiny_pipeline_end_to_end_and_rerun_reuses_everything(tmp_path, tiny_mod
     before = sorted(p.name for p in (run / ".stages").iterdir())
     path = run_pipeline(grown, report_only=True, log=lambda _: None)
     assert path == run / "report" / "report.md" and "| best-of-n" in path.read_text()
+    assert "(report rewritten with `--report-only`)" in path.read_text()
     assert "not-run-yet" not in path.read_text() and not (run / "variants" / "not-run-yet").exists()
     assert sorted(p.name for p in (run / ".stages").iterdir()) == before
     with pytest.raises(InputError, match="nothing to report yet"):

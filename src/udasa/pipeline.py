@@ -254,7 +254,8 @@ def _run(recipe: Recipe, root: Path, stages: Stages, log: Callable[[str], None])
         if not stages.report_only:
             write_run_report(recipe, root, evals, trained, stages.finished(), time.time() - started)  # so far
 
-    report = write_run_report(recipe, root, evals, trained, stages.finished(), time.time() - started)
+    report = write_run_report(recipe, root, evals, trained, stages.finished(),
+                              None if stages.report_only else time.time() - started)
     log(f"report: {report}")
     return report
 

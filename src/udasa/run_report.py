@@ -366,7 +366,7 @@ def _quote(text: str, limit: int = 300) -> str:
 
 
 def write_run_report(recipe, root: Path, evals: list[tuple[str, Path]], trained: list, finished: dict[str, dict],
-                     wall: float) -> Path:
+                     wall: float | None) -> Path:
     outdir = root / "report"
     outdir.mkdir(parents=True, exist_ok=True)
     labels = [name for name, _ in evals]
@@ -387,8 +387,10 @@ def write_run_report(recipe, root: Path, evals: list[tuple[str, Path]], trained:
              f"(temperature {cfg.temperature}, ≤ {cfg.max_new_tokens} new tokens), value spec "
              f"`{recipe.stage_config('score').spec}`; {len(pairs)} pairs trained conservative → moderate → "
              f"exploratory with DPO. Recipe `{recipe.source}`; resolved config in `recipe.resolved.json`.", "",
-             f"Compute time of all stages: {sum(seconds) / 60:.1f} min (this invocation: {wall / 60:.1f} min, "
-             "less when it reused finished stages). Stage times and where each stage's models ran:", ""]
+             f"Compute time of all stages: {sum(seconds) / 60:.1f} min"
+             + (" (report rewritten with `--report-only`)" if wall is None else
+                f" (this invocation: {wall / 60:.1f} min, less when it reused finished stages)")
+             + ". Stage times and where each stage's models ran:", ""]
     lines += _stage_table(finished)
     if pair_summary:
         lines += ["", "Pairs per stage: " + ", ".join(
