@@ -93,11 +93,13 @@ def test_tiny_pipeline_end_to_end_and_rerun_reuses_everything(tmp_path, tiny_mod
     grown.write_text(yaml.safe_dump(data))
     (run / "report" / "report.md").unlink()
     before = sorted(p.name for p in (run / ".stages").iterdir())
+    resolved = (run / "recipe.resolved.json").read_bytes()
     path = run_pipeline(grown, report_only=True, log=lambda _: None)
     assert path == run / "report" / "report.md" and "| best-of-n" in path.read_text()
     assert "(report rewritten with `--report-only`)" in path.read_text()
     assert "not-run-yet" not in path.read_text() and not (run / "variants" / "not-run-yet").exists()
     assert sorted(p.name for p in (run / ".stages").iterdir()) == before
+    assert (run / "recipe.resolved.json").read_bytes() == resolved
     with pytest.raises(InputError, match="nothing to report yet"):
         run_pipeline(grown, report_only=True, out=tmp_path / "empty")
 
@@ -181,6 +183,15 @@ def test_tiny_sentiment_recipe_selects_on_dev_and_reports_every_diagnostic(tmp_p
         assert name in main["tasks"]["sentiment"]["metrics"]
     markers = [json.loads(p.read_text()) for p in (run / ".stages").glob("*.json")]
     assert all(m["placement"] == {"device": "cpu", "dtype": "float32"} for m in markers if "placement" in m)
+    # a report-only rewrite goes through the selection without writing it again, and keeps every section
+    from udasa.pipeline import run as run_pipeline
+
+    selection = (run / "selection.json").stat().st_mtime_ns
+    rewritten = run_pipeline(shrunk("sentiment.yaml", tmp_path, tiny_model_path), report_only=True,
+                             log=lambda _: None).read_text()
+    assert (run / "selection.json").stat().st_mtime_ns == selection
+    assert all(s in rewritten for s in ("## Hyperparameters chosen on the dev task", "udasa − random-pair",
+                                        "## Trajectory over the curriculum"))
     assert sum("placement" in m for m in markers) >= 8
 
 

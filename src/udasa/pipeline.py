@@ -85,6 +85,9 @@ class Stages:
                 return h
             diff = changed(old["key"], key) if isinstance(old.get("key"), dict) else []
             what = f" ({', '.join(diff)} changed)" if diff else ""
+            if self.report_only:  # never advise deleting next to a run that may be going on
+                raise InputError(f"stage '{name}' finished with other settings or inputs{what}: pass the recipe and "
+                                 "--set/--device/--dtype overrides the run was started with", path=str(artifact))
             raise InputError(f"stage '{name}' finished earlier with other settings or inputs{what}; delete {artifact} "
                              f"and {marker}, or use another output folder", path=str(artifact))
         if self.report_only:
@@ -181,8 +184,8 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
         try:
             return _report_only(recipe, root, log)
         except NotFinished as e:
-            raise InputError(f"stage '{e}' of the main model has not finished with these settings: nothing to "
-                             f"report yet (run `udasa run {recipe.source}` first)", path=str(root)) from None
+            raise InputError(f"stage '{e}', which the main model's report needs, has not finished: nothing to "
+                             "report yet (run the recipe first)", path=str(root)) from None
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "recipe.resolved.json", resolved(recipe))
     if recipe.threads:
@@ -399,10 +402,11 @@ def _select(recipe: Recipe, stages: Stages, root: Path, pairs: Path, h_pairs: st
                          "candidates", path=recipe.source, field="select")
     sign = 1 if higher else -1
     best = max(eligible, key=lambda r: (sign * r["dev"][sel.metric]["mean"], -rows.index(r)))
-    atomic_write_json(root / "selection.json", {
-        "task": sel.task, "metric": sel.metric, "higher_is_better": higher, "max": sel.max,
-        "chosen": best["candidate"], "chosen_train": best["train"],
-        "candidates": [{k: v for k, v in r.items() if k != "trained"} for r in rows]})
+    if not stages.report_only:  # a report-only run writes nothing but the report
+        atomic_write_json(root / "selection.json", {
+            "task": sel.task, "metric": sel.metric, "higher_is_better": higher, "max": sel.max,
+            "chosen": best["candidate"], "chosen_train": best["train"],
+            "candidates": [{k: v for k, v in r.items() if k != "trained"} for r in rows]})
     stages.log(f"[select] {best['candidate']} {best['train']}: dev {sel.metric} {best['dev'][sel.metric]['mean']}")
     main = best["trained"]
     main.name, main.group = "udasa", "udasa"

@@ -15,13 +15,20 @@ import contextlib
 
 
 @contextlib.contextmanager
-def completion_only_lm_head():
-    """Make TRL's fused LM head score only labelled (completion) positions on the CPU, for this block."""
-    try:
-        import trl.trainer.utils as trl_utils
+def completion_only_lm_head(enabled: bool = True):
+    """Make TRL's fused LM head score only labelled (completion) positions on the CPU, for this block.
 
-        original = trl_utils._use_triton
-    except (ImportError, AttributeError):  # another TRL layout: leave it as it is
+    ``enabled=False`` (e.g. under ``torch_compile``, where the data-dependent shapes of the compact path would
+    recompile at every batch) leaves TRL as it is."""
+    trl_utils = original = None
+    if enabled:
+        try:
+            import trl.trainer.utils as trl_utils
+
+            original = trl_utils._use_triton
+        except (ImportError, AttributeError):  # another TRL layout: leave it as it is
+            trl_utils = None
+    if trl_utils is None:
         yield
         return
     trl_utils._use_triton = lambda device: original(device) or device.type == "cpu"

@@ -190,7 +190,7 @@ def _train_stage(stage: Stage, start_from: Path, initial: Path, folder: Path, ou
         trace = folder / f"batches.rank{args.process_index}.jsonl"
         trace.unlink(missing_ok=True)
     logger = _LogCallback(out / "train_log.jsonl", stage)
-    with completion_only_lm_head():  # the reference pass (in the constructor) and the steps
+    with completion_only_lm_head(enabled=not args.torch_compile):  # the reference pass (in the constructor), the steps
         trainer = UdasaDPOTrainer(model=model, ref_model=ref_model, args=args,
                                   train_dataset=Dataset.from_list(to_rows(stage)), processing_class=tok,
                                   callbacks=[logger], ref_cache=cache, ref_loader=lambda: _load(ref_path, cfg),
