@@ -3,6 +3,7 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+import pytest
 
 from udasa.models import _gguf_parsed_once
 
@@ -32,9 +33,7 @@ def test_gguf_reader_is_shared_inside_the_conversion_and_restored_after(tmp_path
 
 def test_the_shared_reader_is_released_when_the_conversion_fails(tmp_path):
     original = gguf.GGUFReader
-    try:
+    with pytest.raises(RuntimeError, match="conversion failed"):
         with _gguf_parsed_once():
             raise RuntimeError("conversion failed")
-    except RuntimeError:
-        pass
     assert gguf.GGUFReader is original

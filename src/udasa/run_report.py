@@ -196,7 +196,7 @@ def _pair_section(trained: list, outdir: Path) -> tuple[list[str], dict]:
             lines.append(f"| {name} | all | {d['refusal']['pairs']} | | | "
                          f"{d['refusal']['chosen_refuses_rejected_complies']} | "
                          f"{d['refusal']['rejected_refuses_chosen_complies']} |")
-    adaptive = {t.name: read_adaptive_log(t.model_dir) for t in trained if read_adaptive_log(t.model_dir)}
+    adaptive = {name: log for name, log in ((t.name, read_adaptive_log(t.model_dir)) for t in trained) if log}
     if adaptive:
         lines += ["", "Adaptive curriculum: after each stage the pairs not yet trained were re-scored with the updated "
                   "policy and re-split by their new Δu (the stages above are as trained). How much the order "

@@ -20,15 +20,14 @@ def completion_only_lm_head(enabled: bool = True):
 
     ``enabled=False`` (e.g. under ``torch_compile``, where the data-dependent shapes of the compact path would
     recompile at every batch) leaves TRL as it is."""
-    trl_utils = original = None
     if enabled:
         try:
             import trl.trainer.utils as trl_utils
 
             original = trl_utils._use_triton
         except (ImportError, AttributeError):  # another TRL layout: leave it as it is
-            trl_utils = None
-    if trl_utils is None:
+            enabled = False
+    if not enabled:
         yield
         return
     trl_utils._use_triton = lambda device: original(device) or device.type == "cpu"
