@@ -396,6 +396,11 @@ def write_run_report(recipe, root: Path, evals: list[tuple[str, Path]], trained:
         lines += ["", "Pairs per stage: " + ", ".join(
             f"{s.get('stage')} {s.get('count', s.get('n'))}" for s in pair_summary.get("stages", [])) +
             f"; dropped: {pair_summary.get('dropped', {})}."]
+    done = {t.name for t in trained}
+    pending = [v.name for v in recipe.baselines if v.name not in done]
+    if pending:  # a report written mid-run, or with --report-only: say what the tables leave out
+        lines += ["", f"Baselines of the recipe not finished yet, so absent below: {', '.join(pending)} "
+                      f"(rerun `udasa run {recipe.source}` to continue)."]
     lines += [""] + _selection_section(root)
     rows = headline_pairs(runs)
     lines += ["## Headline metrics", "", "mean [95% bootstrap CI]; the first column is the reference.", "",
