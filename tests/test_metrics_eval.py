@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from udasa.evaluation.metrics import (REFUSAL_MARKERS, is_refusal, mc1, mc2, paired_difference, sequence_kl,
-                                      summarize, vader_compound, win)
+from udasa.evaluation.metrics import (REFUSAL_MARKERS, frontier_gap, is_refusal, mc1, mc2, paired_difference,
+                                      sequence_kl, summarize, vader_compound, win)
 
 
 @pytest.mark.parametrize("text", ["I'm sorry, but I can't help with that.", "I cannot create malware.",
@@ -100,3 +100,33 @@ def test_degeneration_metrics_catch_loops_and_ignore_short_texts():
     assert repetition_rate("one two three four", 3) == 0.0
     assert distinct_n("hi", 2) is None and repetition_rate("hi there", 3) is None
     assert degeneration("so so so so so so") == {"distinct_2": 0.2, "repetition": 0.75}
+
+
+def _model(reward_mean: float, kl_mean: float, n: int = 200, seed: int = 0) -> tuple[dict, dict]:
+    """Per-item reward and KL with the given means (noise that averages to exactly zero)."""
+    noise = np.random.default_rng(seed).normal(size=n)
+    noise -= noise.mean()
+    ids = [f"i{k}" for k in range(n)]
+    return ({i: reward_mean + 0.3 * e for i, e in zip(ids, noise)},
+            {i: kl_mean + 1.0 * e for i, e in zip(ids, noise)})
+
+
+def test_frontier_gap_reads_the_sweep_at_the_models_kl():
+    sweep = [_model(0.2, 2.0, seed=1), _model(0.4, 6.0, seed=2), _model(0.5, 10.0, seed=3)]
+    on = frontier_gap(sweep, _model(0.45, 8.0, seed=4))  # halfway along the segment 0.4 -> 0.5
+    assert on["mean"] == pytest.approx(0.0, abs=1e-9) and on["ci_low"] < 0 < on["ci_high"]
+    assert on["kl"] == pytest.approx(8.0) and on["n"] == 200
+    above = frontier_gap(sweep, _model(0.55, 4.0, seed=4))  # the sweep gives 0.3 at KL 4
+    assert above["mean"] == pytest.approx(0.25) and above["ci_low"] > 0
+    below = frontier_gap(list(reversed(sweep)), _model(0.25, 4.0, seed=4))  # order of the sweep is irrelevant
+    assert below["mean"] == pytest.approx(-0.05)
+
+
+def test_frontier_gap_refuses_to_extrapolate_and_pairs_items():
+    sweep = [_model(0.2, 2.0, seed=1), _model(0.4, 6.0, seed=2)]
+    assert frontier_gap(sweep, _model(0.6, 9.0, seed=4)) is None  # past the sweep's largest KL
+    assert frontier_gap(sweep[:1], _model(0.3, 2.0, seed=4)) is None  # one model is no frontier
+    reward, kl = _model(0.3, 4.0, seed=4)
+    reward["extra"], kl["extra"] = 100.0, 4.0  # an item the sweep never evaluated does not count
+    gap = frontier_gap(sweep, (reward, kl))
+    assert gap["n"] == 200 and gap["mean"] == pytest.approx(0.0, abs=1e-9)

@@ -69,3 +69,25 @@ def test_report_cli_and_bad_folder(tmp_path):
         write_report([str(tmp_path / "base")], str(tmp_path / "rep3"), labels=["a", "b"])
     with pytest.raises(InputError, match="metrics.json"):
         load_run(str(tmp_path / "missing"))
+
+
+def test_run_report_compares_each_model_with_each_beta_sweep_at_equal_kl(tmp_path):
+    from udasa.run_report import _frontier_section
+
+    def run(label, reward, kl):
+        r = load_run(str(_make_run(tmp_path / label, [0] * 4, [reward + 0.01 * (k % 3 - 1) for k in range(30)],
+                                   [kl + 0.1 * (k % 3 - 1) for k in range(30)])))
+        return {**r, "label": label}
+
+    runs = [run("base", 0.1, 0.0), run("udasa", 0.4, 4.0), run("udasa-beta0.3", 0.3, 2.0),
+            run("dpo", 0.5, 6.0), run("dpo-beta0.3", 0.35, 3.0), run("udasa-seed1", 0.45, 3.0)]
+    groups = {"base": "base", "udasa": "udasa", "udasa-beta0.3": "udasa", "dpo": "dpo", "dpo-beta0.3": "dpo",
+              "udasa-seed1": "udasa-seed1"}
+    lines = _frontier_section(runs, groups, tmp_path)
+    rows = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ")}
+    assert "| model | − udasa frontier | − dpo frontier |" in lines
+    # udasa at KL 4 against dpo's 0.35 (KL 3) - 0.5 (KL 6) line: 0.4; a sweep is not read against itself
+    assert rows["udasa"].startswith("| udasa | – | +0.000 [")
+    assert rows["udasa-seed1"].startswith("| udasa-seed1 | +0.100 [")  # the udasa line gives 0.35 at KL 3
+    assert rows["udasa-seed1"].endswith("| +0.100 [+0.100, +0.100] |")  # dpo-beta0.3's own point: 0.35
+    assert "base" not in rows  # KL 0 lies outside every sweep

@@ -3,8 +3,8 @@
 Summary: what was trained, on what, where and how long each stage ran, the hyperparameter selection
 on the dev task, each task's headline metrics for every model, paired differences of UDASA against
 each other model, the pair diagnostics, training curves, the trajectory over curriculum stages, the
-reward-vs-KL frontier, degeneration checks and a few generations side by side. The per-metric tables
-with CIs come from `udasa report`. Nothing here names a task: what is shown comes from the tasks'
+reward-vs-KL frontier (and each model against each beta sweep at equal KL), degeneration checks and a
+few generations side by side. The per-metric tables with CIs come from `udasa report`. Nothing here names a task: what is shown comes from the tasks'
 ``headline`` lists in metrics.json.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from udasa.adaptive import as_trained, read_adaptive_log
 from udasa.diagnostics import pair_diagnostics, training_curves
+from udasa.evaluation.metrics import frontier_gap
 from udasa.evaluation.report import difference, load_run, plot_reward_kl, write_report
 from udasa.io import atomic_write_json, atomic_write_text, iter_jsonl
 
@@ -288,8 +289,31 @@ def _frontier_section(runs: list[dict], groups: dict[str, str], outdir: Path) ->
     for task in dict.fromkeys(t for r in runs for t in r["metrics"]["tasks"]):
         png = plot_reward_kl(runs, outdir, task, groups, name=f"frontier-{task}.png")
         if png:
-            lines += [f"![reward vs KL: {task}]({png})", ""]
+            lines += [f"![reward vs KL: {task}]({png})", ""] + _frontier_gaps(runs, groups, task)
     return (["## Reward against KL", ""] + lines) if lines else []
+
+
+def _frontier_gaps(runs: list[dict], groups: dict[str, str], task: str) -> list[str]:
+    """Each model's reward minus each beta sweep's frontier at the model's KL: the comparison at equal KL."""
+    have = [r for r in runs if all(m in r["items"].get(task, {}) for m in ("reward", "kl"))]
+    sweeps: dict[str, list[dict]] = {}
+    for r in have:
+        sweeps.setdefault(groups.get(r["label"], r["label"]), []).append(r)
+    sweeps = {g: rs for g, rs in sweeps.items() if len(rs) >= 2}
+    rows = []
+    for r in have:
+        cells = [frontier_gap([(c["items"][task]["reward"], c["items"][task]["kl"]) for c in curve],
+                              (r["items"][task]["reward"], r["items"][task]["kl"]))
+                 if groups.get(r["label"], r["label"]) != g else None for g, curve in sweeps.items()]
+        if any(cells):
+            rows.append(f"| {r['label']} | " + " | ".join(_fmt(c, signed=True) for c in cells) + " |")
+    if not rows:
+        return []
+    return [f"Reward at equal KL ({task}): the row's model minus the column's beta sweep, whose models' mean (KL, "
+            "reward) are joined by straight lines and read at the row model's KL; mean [95% paired bootstrap CI] "
+            "over the items all of them evaluated; – where the KL lies outside the sweep's range.", "",
+            "| model | " + " | ".join(f"− {g} frontier" for g in sweeps) + " |", "|---|" + "---|" * len(sweeps),
+            *rows, ""]
 
 
 def _rounds_section(runs: list[dict], trained: list, rows: list[tuple[str, str]], outdir: Path) -> list[str]:

@@ -138,5 +138,45 @@ def paired_difference(a: dict, b: dict, *, seed: int = 0, n_resamples: int = 200
     return summarize(diffs, seed=seed, n_resamples=n_resamples)
 
 
+def frontier_gap(curve: Sequence[tuple[dict, dict]], point: tuple[dict, dict], *, seed: int = 0,
+                 n_resamples: int = 2000) -> dict | None:
+    """A model's reward minus another method's reward-vs-KL frontier at the model's own KL, with a paired
+    bootstrap 95% CI: does it reach more reward for the same divergence from the reference?
+
+    ``curve``: (reward by item id, KL by item id) of each model of the other method (a beta sweep, at least
+    two); ``point``: the same for the model compared. Only items every model evaluated count, and each
+    resample draws them once for all models. The frontier joins its models' mean (KL, reward) by straight
+    lines in order of KL. None when the model's mean KL lies outside the frontier's range: no extrapolation.
+    """
+    models = [*curve, point]
+    ids = set.intersection(*(set(m) for pair in models for m in pair))
+    ids = sorted(i for i in ids if all(m[i] is not None for pair in models for m in pair))
+    if len(curve) < 2 or not ids:
+        return None
+    x = np.array([[m[i] for pair in models for m in pair] for i in ids], dtype=float)  # reward, KL per model
+
+    def gap(rows: np.ndarray) -> float:
+        means = rows.mean(axis=0)
+        reward, kl = means[:-2:2], means[1:-2:2]
+        order = np.argsort(kl)
+        return float(means[-2] - _interpolate(means[-1], kl[order], reward[order]))
+
+    means = x.mean(axis=0)
+    if not means[1:-2:2].min() <= means[-1] <= means[1:-2:2].max():
+        return None
+    rng = np.random.default_rng(seed)
+    boots = [gap(x[rng.integers(0, len(ids), len(ids))]) for _ in range(n_resamples)]
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return {"mean": _r(gap(x)), "ci_low": _r(lo), "ci_high": _r(hi), "n": len(ids), "kl": _r(means[-1])}
+
+
+def _interpolate(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
+    """ys(xs) joined by straight lines, read at x; a resample whose x falls past an end uses the end segment."""
+    k = int(np.clip(np.searchsorted(xs, x), 1, len(xs) - 1))
+    if xs[k] == xs[k - 1]:
+        return float((ys[k] + ys[k - 1]) / 2)
+    return float(ys[k - 1] + (ys[k] - ys[k - 1]) * (x - xs[k - 1]) / (xs[k] - xs[k - 1]))
+
+
 def _r(x: float) -> float | None:
     return None if math.isnan(x) else round(float(x), 6)
