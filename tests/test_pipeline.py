@@ -267,3 +267,34 @@ def test_as_trained_relabels_stages_and_delta_u_from_the_adaptive_record(tmp_pat
     out = as_trained(pairs, trained)
     assert [(p["stage"], p["stage_index"], p["delta_u"], p["chosen"]) for p in out] == [
         ("exploratory", 2, 0.1, "x"), ("moderate", 1, 0.6, "y")]
+
+
+def test_a_stage_resumed_after_a_kill_counts_the_time_before_it(tmp_path):
+    import os
+
+    from udasa.pipeline import Stages
+    from udasa.run_report import _stage_table
+
+    stages = Stages(tmp_path, log=lambda _: None)
+    artifact = tmp_path / "samples.jsonl"
+
+    def killed():
+        artifact.write_text("half\n")
+        raise KeyboardInterrupt  # stands for a SIGKILL: nothing after fn() runs
+
+    with pytest.raises(KeyboardInterrupt):
+        stages.run("sample", {"n": 1}, artifact, killed)
+    attempt = tmp_path / ".stages" / "sample.attempt"
+    started = json.loads(attempt.read_text())["started"]
+    os.utime(artifact, (started + 100, started + 100))  # the killed invocation wrote last 100 s after it began
+    stages.run("sample", {"n": 1}, artifact, lambda: artifact.write_text("half\nrest\n"))
+    marker = json.loads((tmp_path / ".stages" / "sample.json").read_text())
+    assert marker["seconds_before_resuming"] == pytest.approx(100, abs=0.2)
+    assert marker["seconds"] >= 100 and not attempt.exists()
+    assert "| sample | 100 (resumed: 100 of them before) |" in "\n".join(_stage_table(stages.finished()))
+    stages.run("train", {"n": 1}, tmp_path / "model", lambda: (tmp_path / "model").mkdir())  # never stopped
+    assert "seconds_before_resuming" not in json.loads((tmp_path / ".stages" / "train.json").read_text())
+    with pytest.raises(KeyboardInterrupt):  # stopped with other settings: that time is not this stage's
+        stages.run("score", {"spec": "a"}, tmp_path / "scores.jsonl", killed)
+    stages.run("score", {"spec": "b"}, tmp_path / "scores.jsonl", lambda: None)
+    assert "seconds_before_resuming" not in json.loads((tmp_path / ".stages" / "score.json").read_text())

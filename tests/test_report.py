@@ -80,9 +80,10 @@ def test_run_report_compares_each_model_with_each_beta_sweep_at_equal_kl(tmp_pat
         return {**r, "label": label}
 
     runs = [run("base", 0.1, 0.0), run("udasa", 0.4, 4.0), run("udasa-beta0.3", 0.3, 2.0),
-            run("dpo", 0.5, 6.0), run("dpo-beta0.3", 0.35, 3.0), run("udasa-seed1", 0.45, 3.0)]
+            run("dpo", 0.5, 6.0), run("dpo-beta0.3", 0.35, 3.0), run("udasa-seed1", 0.45, 3.0),
+            run("random-pair", 0.1, 1.0)]
     groups = {"base": "base", "udasa": "udasa", "udasa-beta0.3": "udasa", "dpo": "dpo", "dpo-beta0.3": "dpo",
-              "udasa-seed1": "udasa-seed1"}
+              "udasa-seed1": "udasa-seed1", "random-pair": "random-pair"}
     lines = _frontier_section(runs, groups, tmp_path)
     rows = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ")}
     assert "| model | − udasa frontier | − dpo frontier |" in lines
@@ -90,4 +91,6 @@ def test_run_report_compares_each_model_with_each_beta_sweep_at_equal_kl(tmp_pat
     assert rows["udasa"].startswith("| udasa | – | +0.000 [")
     assert rows["udasa-seed1"].startswith("| udasa-seed1 | +0.100 [")  # the udasa line gives 0.35 at KL 3
     assert rows["udasa-seed1"].endswith("| +0.100 [+0.100, +0.100] |")  # dpo-beta0.3's own point: 0.35
-    assert "base" not in rows  # KL 0 lies outside every sweep
+    # every sweep starts at the base (KL 0, reward 0.1): at KL 1 the udasa line gives 0.2, the dpo line 0.18
+    assert rows["random-pair"].startswith("| random-pair | -0.100 [") and "| -0.083 [" in rows["random-pair"]
+    assert "base" not in rows  # the base is each sweep's first point, not a model compared with them

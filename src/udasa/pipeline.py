@@ -94,15 +94,22 @@ class Stages:
             raise NotFinished(name)
         self.log(f"[{name}] -> {artifact}")
         start = time.time()
+        # a stage resumed after a kill also counts the time its stopped invocations spent (to their last write)
+        attempt = marker.with_suffix(".attempt")
+        earlier = _stopped_seconds(attempt, artifact, h)
+        atomic_write_json(attempt, {"hash": h, "started": start, "earlier": earlier})
         fn()
-        record = {"hash": h, "key": key, "seconds": round(time.time() - start, 1), "artifact": str(artifact),
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "order": time.time()}
+        record = {"hash": h, "key": key, "seconds": round(time.time() - start + earlier, 1),
+                  "artifact": str(artifact), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "order": time.time()}
+        if earlier:
+            record["seconds_before_resuming"] = round(earlier, 1)
         if cfg is not None:
             record["config"] = json.loads(json.dumps(asdict(cfg), default=str))
         if cfg is not None and hasattr(cfg, "device"):
             from udasa.device import Placement
             record["placement"] = Placement.of(cfg.device, getattr(cfg, "dtype", "auto")).describe()
         atomic_write_json(marker, record)
+        attempt.unlink(missing_ok=True)
         failpoint("stage.end")
         return h
 
@@ -114,6 +121,21 @@ class Stages:
     def seconds(self) -> dict[str, float]:
         """Seconds each finished stage took, in the order they finished."""
         return {name: m["seconds"] for name, m in self.finished().items()}
+
+
+def _stopped_seconds(attempt: Path, artifact: Path, h: str) -> float:
+    """Seconds spent by the invocations of a stage (with key hash ``h``) that were stopped before it finished:
+    each counts from its start to the last write under the stage's artifact (what a killed process leaves)."""
+    try:
+        began = json.loads(attempt.read_text())
+        started, earlier = float(began["started"]), float(began["earlier"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+    if began.get("hash") != h:  # stopped with other settings or inputs: not time spent on this stage
+        return 0.0
+    paths = [artifact, *artifact.rglob("*")] if artifact.is_dir() else [artifact]
+    last = max((q.stat().st_mtime for q in paths if q.exists()), default=started)
+    return earlier + max(0.0, last - started)
 
 
 def _spec_key(recipe: Recipe, ucfg) -> dict:

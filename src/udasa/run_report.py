@@ -119,7 +119,9 @@ def _stage_table(finished: dict[str, dict]) -> list[str]:
     lines = ["| stage | seconds | device | dtype |", "|---|---|---|---|"]
     for name, m in finished.items():
         p = m.get("placement") or {}
-        lines.append(f"| {name} | {m['seconds']:.0f} | {p.get('device', '–')} | {p.get('dtype', '–')} |")
+        resumed = f" (resumed: {m['seconds_before_resuming']:.0f} of them before)" \
+            if m.get("seconds_before_resuming") else ""
+        lines.append(f"| {name} | {m['seconds']:.0f}{resumed} | {p.get('device', '–')} | {p.get('dtype', '–')} |")
     return lines
 
 
@@ -296,12 +298,18 @@ def _frontier_section(runs: list[dict], groups: dict[str, str], outdir: Path) ->
 def _frontier_gaps(runs: list[dict], groups: dict[str, str], task: str) -> list[str]:
     """Each model's reward minus each beta sweep's frontier at the model's KL: the comparison at equal KL."""
     have = [r for r in runs if all(m in r["items"].get(task, {}) for m in ("reward", "kl"))]
+    base = [r for r in have if r["label"] == "base"]
     sweeps: dict[str, list[dict]] = {}
     for r in have:
-        sweeps.setdefault(groups.get(r["label"], r["label"]), []).append(r)
-    sweeps = {g: rs for g, rs in sweeps.items() if len(rs) >= 2}
+        if r["label"] != "base":
+            sweeps.setdefault(groups.get(r["label"], r["label"]), []).append(r)
+    # every sweep starts at the base model (KL 0, the limit of a large beta), so a model that moved little
+    # is read against the chord from the base to the sweep's most conservative point
+    sweeps = {g: rs + base for g, rs in sweeps.items() if len(rs) >= 2}
     rows = []
     for r in have:
+        if r["label"] == "base":
+            continue
         cells = [frontier_gap([(c["items"][task]["reward"], c["items"][task]["kl"]) for c in curve],
                               (r["items"][task]["reward"], r["items"][task]["kl"]))
                  if groups.get(r["label"], r["label"]) != g else None for g, curve in sweeps.items()]
@@ -310,8 +318,9 @@ def _frontier_gaps(runs: list[dict], groups: dict[str, str], task: str) -> list[
     if not rows:
         return []
     return [f"Reward at equal KL ({task}): the row's model minus the column's beta sweep, whose models' mean (KL, "
-            "reward) are joined by straight lines and read at the row model's KL; mean [95% paired bootstrap CI] "
-            "over the items all of them evaluated; – where the KL lies outside the sweep's range.", "",
+            "reward), starting from the base at KL 0, are joined by straight lines and read at the row model's KL; "
+            "mean [95% paired bootstrap CI] over the items all of them evaluated; – where the KL lies outside the "
+            "sweep's range.", "",
             "| model | " + " | ".join(f"− {g} frontier" for g in sweeps) + " |", "|---|" + "---|" * len(sweeps),
             *rows, ""]
 
