@@ -4,8 +4,8 @@ Summary: what was trained, on what, where and how long each stage ran, the hyper
 on the dev task, each task's headline metrics for every model, paired differences of UDASA against
 each other model, the pair diagnostics, training curves, the trajectory over curriculum stages, the
 reward-vs-KL frontier (and each model against each beta sweep at equal KL), degeneration checks and a
-few generations side by side. The per-metric tables with CIs come from `udasa report`. Nothing here names a task: what is shown comes from the tasks'
-``headline`` lists in metrics.json.
+few generations side by side. The per-metric tables with CIs come from `udasa report`. Nothing here
+names a task: what is shown comes from the tasks' ``headline`` lists in metrics.json.
 """
 from __future__ import annotations
 
