@@ -10,7 +10,8 @@ def bootstrap_ci(values, *, confidence: float = 0.95, n_resamples: int = 2000, s
 
     Resamples items with replacement ``n_resamples`` times (fixed ``seed``, so reports are
     reproducible) and returns ``(estimate, low, high)`` at the given two-sided ``confidence``.
-    An empty input gives NaNs; a single value gives a zero-width interval.
+    An empty input gives NaNs; a single value gives a zero-width interval. With a 2-D ``values`` an
+    item is a row (several measurements of one item, resampled together: a paired bootstrap).
     """
     x = np.asarray(values, dtype=float)
     if not 0 < confidence < 1:
@@ -19,8 +20,8 @@ def bootstrap_ci(values, *, confidence: float = 0.95, n_resamples: int = 2000, s
         return float("nan"), float("nan"), float("nan")
     est = float(statistic(x))
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n_resamples, x.size))
-    if statistic is np.mean:
+    idx = rng.integers(0, len(x), size=(n_resamples, len(x)))
+    if statistic is np.mean and x.ndim == 1:
         boots = x[idx].mean(axis=1)  # vectorised fast path
     else:
         boots = np.array([statistic(x[i]) for i in idx])

@@ -164,10 +164,8 @@ def frontier_gap(curve: Sequence[tuple[dict, dict]], point: tuple[dict, dict], *
     means = x.mean(axis=0)
     if not means[1:-2:2].min() <= means[-1] <= means[1:-2:2].max():
         return None
-    rng = np.random.default_rng(seed)
-    boots = [gap(x[rng.integers(0, len(ids), len(ids))]) for _ in range(n_resamples)]
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return {"mean": _r(gap(x)), "ci_low": _r(lo), "ci_high": _r(hi), "n": len(ids), "kl": _r(means[-1])}
+    mean, lo, hi = bootstrap_ci(x, n_resamples=n_resamples, seed=seed, statistic=gap)
+    return {"mean": _r(mean), "ci_low": _r(lo), "ci_high": _r(hi), "n": len(ids), "kl": _r(means[-1])}
 
 
 def _interpolate(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
