@@ -106,6 +106,32 @@ def test_tiny_pipeline_end_to_end_and_rerun_reuses_everything(tmp_path, tiny_mod
         run_pipeline(grown, report_only=True, out=tmp_path / "empty")
 
 
+def test_parts_of_a_recipe_run_side_by_side_with_only(tmp_path, tiny_model_path):
+    from udasa.errors import InputError
+    from udasa.pipeline import run as run_pipeline
+
+    recipe = tiny_recipe(tmp_path, tiny_model_path, eval={"tasks": ["harmless"], "limit": 2, "bootstrap_resamples": 100})
+    run = tmp_path / "run"
+    with pytest.raises(InputError, match="main or a baseline .*got nope"):
+        run_pipeline(recipe, only=["best-of-n", "nope"])
+
+    # a baseline first, as a second process would while the main model trains: no report without the main model
+    said = []
+    assert run_pipeline(recipe, only=["best-of-n"], log=said.append) is None
+    assert any("main model has not finished" in line for line in said)
+    marks = {p.name for p in (run / ".stages").glob("*.json")}
+    assert "best-of-n__train.json" in marks and "best-of-n__eval__harmless.json" in marks
+    assert "train.json" not in marks and not any(m.startswith("dpo-nocurr") for m in marks)
+
+    # the main part reuses the shared stages, leaves the other baselines alone, and reports the finished one
+    said = []
+    report = run_pipeline(recipe, only=["main"], log=said.append).read_text()
+    assert not any(line.startswith(("[sample] ->", "[score] ->", "[best-of-n/")) for line in said), said
+    assert (run / "model" / "final" / "model.safetensors").exists() and not (run / "variants" / "dpo-nocurr").exists()
+    assert "| best-of-n" in report
+    assert "Baselines of the recipe not finished yet, so absent below: dpo-nocurr" in report
+
+
 def test_killed_at_any_point_then_rerun_gives_the_same_artifacts(tmp_path, tiny_model_path):
     """SIGKILL mid-sampling, mid-scoring, between stages, mid-training and mid-evaluation, then rerun."""
     extra = {"baselines": [], "score": {"spec": "safety", "embedder": "bow", "batch_prompts": 4}, "eval": {"tasks": ["harmless", "truthful"], "limit": 3, "bootstrap_resamples": 100,

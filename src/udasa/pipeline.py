@@ -113,6 +113,10 @@ class Stages:
         failpoint("stage.end")
         return h
 
+    def reader(self) -> "Stages":
+        """The same folder, report-only: reuses what has finished (quietly), runs nothing."""
+        return Stages(self.dir.parent, lambda _: None, report_only=True)
+
     def finished(self) -> dict[str, dict]:
         """The marker of each finished stage (seconds, placement, ...), in the order they finished."""
         marks = [(json.loads(p.read_text()), p.stem.replace("__", "/")) for p in self.dir.glob("*.json")]
@@ -192,13 +196,24 @@ class Trained:
 
 
 def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out: str | Path | None = None,
-        log: Callable[[str], None] = print, report_only: bool = False) -> Path:
-    """Run a whole recipe; returns the report's path. Rerunning continues after a crash.
+        log: Callable[[str], None] = print, report_only: bool = False, only: list[str] | None = None) -> Path | None:
+    """Run a whole recipe; returns the report's path (None when ``only`` leaves the main model to a process that
+    has not finished it). Rerunning continues after a crash.
 
     ``report_only``: run nothing, and rewrite the report from the stages that have finished (safe while
-    another process is running the recipe); the main model must have been trained and evaluated."""
+    another process is running the recipe); the main model must have been trained and evaluated.
+
+    ``only``: run the shared stages and then just these parts: ``"main"`` (the main model, its evaluations
+    and rounds) and/or baselines by name. Processes given disjoint parts share one output folder and run side
+    by side, one per device or core; the report includes whatever has finished when each one ends."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
+    if only is not None:
+        known = ["main", *(v.name for v in recipe.baselines)]
+        unknown = [x for x in only if x not in known]
+        if unknown or not only:
+            raise InputError(f"--only names parts of the recipe: main or a baseline ({', '.join(known[1:]) or 'none'}); "
+                             f"got {', '.join(unknown) or 'nothing'}", path=recipe.source, field="only")
     if out is not None:
         recipe.out = str(out)
     root = recipe.out_dir
@@ -213,7 +228,7 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
     if recipe.threads:
         import torch
         torch.set_num_threads(recipe.threads)
-    return _run(recipe, root, Stages(root, log), log)
+    return _run(recipe, root, Stages(root, log), log, only)
 
 
 def _report_only(recipe: Recipe, root: Path, log: Callable[[str], None]) -> Path:
@@ -222,9 +237,16 @@ def _report_only(recipe: Recipe, root: Path, log: Callable[[str], None]) -> Path
     return _run(recipe, root, Stages(root, lambda _: None, report_only=True), log)
 
 
-def _run(recipe: Recipe, root: Path, stages: Stages, log: Callable[[str], None]) -> Path:
-    started = time.time()
+@dataclass
+class _Shared:
+    """What every part of a recipe builds on: its prompts, samples and scores, and the base's evaluation."""
+    all_prompts: tuple[Path, str]  # every prompt of the recipe (round 1 may use a slice) and its stage hash
+    scores: Path
+    h_score: str
+    base_eval: Path | None
 
+
+def _shared_stages(recipe: Recipe, root: Path, stages: Stages) -> _Shared:
     prompts = root / "prompts.jsonl"
     # prompt files and the model folder enter the keys by content: edited in place, they are not reused
     files = {p.path: file_sha256(p.path) for p in recipe.prompts if p.path is not None}
@@ -236,14 +258,23 @@ def _run(recipe: Recipe, root: Path, stages: Stages, log: Callable[[str], None])
     if recipe.rounds > 1:
         prompts, h_prompts = _round_prompts(recipe, stages, root / "prompts.round-1.jsonl", "", prompts, h_prompts, 1)
     model_fp = model_fingerprint(recipe.model)
-    samples, scores, h_score = _sample_and_score(recipe, stages, "", root, prompts, h_prompts, recipe.model, model_fp)
-
-    evals: list[tuple[str, Path]] = []
-    base_eval = root / "eval-base" if recipe.eval_base else None
-    if base_eval is not None:
+    _, scores, h_score = _sample_and_score(recipe, stages, "", root, prompts, h_prompts, recipe.model, model_fp)
+    base_eval = None
+    if recipe.eval_base:
         # keyed on the model alone: the base evaluation does not depend on the samples
-        evals.append(("base", _evaluate(recipe, stages, "eval-base", recipe.model, base_eval, None,
-                                        f"{recipe.model}@{model_fp}")))
+        base_eval = _evaluate(recipe, stages, "eval-base", recipe.model, root / "eval-base", None,
+                              f"{recipe.model}@{model_fp}")
+    return _Shared(all_prompts, scores, h_score, base_eval)
+
+
+def _run(recipe: Recipe, root: Path, stages: Stages, log: Callable[[str], None],
+         only: list[str] | None = None) -> Path | None:
+    started = time.time()
+    shared = _shared_stages(recipe, root, stages)
+    if only is not None and "main" not in only:
+        return _run_baselines_only(recipe, root, stages, log, only, shared)
+    all_prompts, scores, h_score, base_eval = shared.all_prompts, shared.scores, shared.h_score, shared.base_eval
+    evals: list[tuple[str, Path]] = [("base", base_eval)] if base_eval is not None else []
     pairs, h_pairs = _pairs(recipe, stages, "", root, scores, h_score, {})
 
     chosen: dict = {}
@@ -274,8 +305,10 @@ def _run(recipe: Recipe, root: Path, stages: Stages, log: Callable[[str], None])
             write_run_report(recipe, root, evals, trained, stages.finished(), time.time() - started)
 
     for v in recipe.baselines:
-        with _unless_report_only(stages):  # a baseline not (yet) finished is left out of a report-only run
-            _baseline(recipe, stages, root, v, chosen, scores, h_score, base_eval, evals, trained)
+        # another process's baseline (``only``) is only read, and left out while not finished, as in a report-only run
+        mine = stages if only is None or v.name in only else stages.reader()
+        with _unless_report_only(mine):
+            _baseline(recipe, mine, root, v, chosen, scores, h_score, base_eval, evals, trained)
         if not stages.report_only:
             write_run_report(recipe, root, evals, trained, stages.finished(), time.time() - started)  # so far
 
@@ -283,6 +316,30 @@ def _run(recipe: Recipe, root: Path, stages: Stages, log: Callable[[str], None])
                               None if stages.report_only else time.time() - started)
     log(f"report: {report}")
     return report
+
+
+def _run_baselines_only(recipe: Recipe, root: Path, stages: Stages, log: Callable[[str], None],
+                        names: list[str], shared: _Shared) -> Path | None:
+    """Some baselines while another process trains the main model: after the shared stages (run here if no
+    one has yet), the named baselines, then the report if the main model has finished (else its process or a
+    later ``--report-only`` writes it)."""
+    scores, h_score = shared.scores, shared.h_score
+    chosen: dict = {}
+    if recipe.select is not None:  # the baselines train at the selected settings: the selection must be done
+        pairs, h_pairs = _pairs(recipe, stages, "", root, scores, h_score, {})
+        try:
+            _, chosen = _select(recipe, stages.reader(), root, pairs, h_pairs)
+        except NotFinished as e:
+            raise InputError(f"the baselines train at the settings `select` chooses, and stage '{e}' has not "
+                             "finished: run the main part (--only main) first", path=str(root)) from None
+    for v in recipe.baselines:
+        if v.name in names:
+            _baseline(recipe, stages, root, v, chosen, scores, h_score, shared.base_eval, [], [])
+    try:
+        return _report_only(recipe, root, log)
+    except NotFinished:
+        log("the main model has not finished: its process writes the report (or `udasa run --report-only` later)")
+        return None
 
 
 @contextlib.contextmanager

@@ -19,13 +19,18 @@ def run(
     report_only: bool = typer.Option(False, "--report-only",
                                      help="Run nothing: rewrite the report from the stages that have finished "
                                           "(safe while another process runs the recipe)."),
+    only: List[str] = typer.Option([], "--only",
+                                   help="Run the shared stages, then only this part: main (the main model) or a "
+                                        "baseline's name (repeatable). Processes given disjoint parts run side by "
+                                        "side on one output folder, e.g. one per GPU."),
 ) -> None:
     """Run sample -> score -> pairs -> train -> eval -> report; rerun to continue after a crash."""
     from udasa.pipeline import run as run_pipeline
 
     report = run_pipeline(recipe, overrides=placement_overrides(set_, device, dtype), out=out, log=typer.echo,
-                          report_only=report_only)
-    typer.secho(f"\nreport: {report}", fg="green")
+                          report_only=report_only, only=list(only) or None)
+    if report is not None:
+        typer.secho(f"\nreport: {report}", fg="green")
 
 
 def placement_overrides(overrides: list[str], device: Optional[str], dtype: Optional[str]) -> list[str]:
