@@ -104,6 +104,34 @@ def test_a_second_writer_is_refused_and_the_lock_dies_with_its_process(tmp_path)
     JsonlAppender(out).close()
 
 
+def test_a_second_run_waits_for_the_shared_stages_another_holds(tmp_path):
+    import subprocess
+    import threading
+
+    from udasa.io import held
+
+    path = tmp_path / "shared"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from udasa.io import held\n"
+                               f"with held(__import__('pathlib').Path({str(path)!r})):\n"
+                               "    print('held', flush=True); sys.stdin.readline()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    entered = threading.Event()
+
+    def second():
+        with held(path):
+            entered.set()
+
+    t = threading.Thread(target=second)
+    t.start()
+    assert not entered.wait(1.0)  # waits, does not fail
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    holder.wait()
+    assert entered.wait(10.0)
+    t.join()
+
+
 def test_old_artifacts_without_provenance_are_refused(tmp_path, tiny_policy, tiny_model_path):
     out = write(tmp_path / "s.jsonl", [{"id": "p0", "prompt": "x", "responses": ["a"], "model": tiny_model_path,
                                         "sampling": {}}])

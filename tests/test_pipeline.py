@@ -114,6 +114,8 @@ def test_parts_of_a_recipe_run_side_by_side_with_only(tmp_path, tiny_model_path)
     run = tmp_path / "run"
     with pytest.raises(InputError, match="main or a baseline .*got nope"):
         run_pipeline(recipe, only=["best-of-n", "nope"])
+    with pytest.raises(InputError, match="do not combine"):
+        run_pipeline(recipe, only=["main"], report_only=True)
 
     # a baseline first, as a second process would while the main model trains: no report without the main model
     said = []

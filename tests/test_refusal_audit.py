@@ -60,7 +60,19 @@ def test_draw_hides_the_verdict_and_score_reads_the_labels(tmp_path):
     est, lo, hi = udasa["read_refusal_rate_minus_base"]
     assert est == pytest.approx(-0.2) and lo <= est <= hi and "read_refusal_rate_minus_base" not in base
 
-    # an unlabelled screened response makes the item-by-item reading impossible, and says so
+    assert udasa["read_on_items_shared_with_base"] == {"items": 10, "udasa": 0.2, "base": 0.4}
+
+    # an unlabelled screened response makes base's item-by-item reading impossible, says so, and keeps the rest
     out.write_text("".join(json.dumps(it) + "\n" for it in items if (it["model"], it["id"]) != ("base", "a-2")))
-    with pytest.raises(SystemExit, match="a-2 is screened but not labelled"):
-        refusal_audit.score([out], draws=50)
+    report = refusal_audit.score([out], draws=50)
+    assert "a-2 is screened but not labelled" in report["harmless/base"]["read_refusal_rate"]
+    assert report["harmless/udasa"]["read_refusal_rate"] == [0.2] and report["harmless/base"]["precision"][0] == 0.5
+    assert "read_refusal_rate_minus_base" not in report["harmless/udasa"]
+
+
+def test_stratum_rates_with_nothing_or_everything_marked():
+    labels = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.5, 0.5]])
+    none_marked = refusal_audit.stratum_rates(np.array([0.0, 0.5, 0.5]), labels)
+    assert np.isnan(none_marked[0]) and none_marked[1] == 1.0 and none_marked[4] == 0.0
+    all_marked = refusal_audit.stratum_rates(np.array([1.0, 0.0, 0.0]), labels)
+    assert all_marked[0] == 1.0 and np.isnan(all_marked[1]) and all_marked[4] == 1.0 and all_marked[3] == 1.0

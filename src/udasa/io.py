@@ -12,6 +12,7 @@ that is not a regular file (a device, a FIFO) is refused before it is read.
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 import re
 import stat
@@ -242,6 +243,16 @@ def _lock(path: Path, wait: bool = False):
         raise InputError("another udasa process is writing this file; wait for it or use another output",
                          path=str(path)) from None
     return f
+
+
+@contextlib.contextmanager
+def held(path: Path):
+    """Hold ``<path>.lock`` for the block, waiting while another process holds it."""
+    f = _lock(path, wait=True)
+    try:
+        yield
+    finally:
+        f.close()
 
 
 def _truncate_partial_tail(path: Path) -> None:

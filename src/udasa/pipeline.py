@@ -20,7 +20,7 @@ from typing import Callable
 
 from udasa.errors import InputError
 from udasa.faults import failpoint
-from udasa.io import atomic_write_json, atomic_write_jsonl, file_sha256
+from udasa.io import atomic_write_json, atomic_write_jsonl, file_sha256, held
 from udasa.models import model_fingerprint
 from udasa.recipe import Recipe, load_recipe, resolved
 from udasa.resume import changed
@@ -205,9 +205,13 @@ def run(recipe: Recipe | str | Path, *, overrides: list[str] | None = None, out:
 
     ``only``: run the shared stages and then just these parts: ``"main"`` (the main model, its evaluations
     and rounds) and/or baselines by name. Processes given disjoint parts share one output folder and run side
-    by side, one per device or core; the report includes whatever has finished when each one ends."""
+    by side, one per device or core: one started while another runs the shared stages waits for them, and
+    the report includes whatever has finished when each one ends."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
+    if only is not None and report_only:
+        raise InputError("--only and --report-only do not combine: a report-only run runs no part",
+                         path=recipe.source, field="only")
     if only is not None:
         known = ["main", *(v.name for v in recipe.baselines)]
         unknown = [x for x in only if x not in known]
@@ -270,7 +274,9 @@ def _shared_stages(recipe: Recipe, root: Path, stages: Stages) -> _Shared:
 def _run(recipe: Recipe, root: Path, stages: Stages, log: Callable[[str], None],
          only: list[str] | None = None) -> Path | None:
     started = time.time()
-    shared = _shared_stages(recipe, root, stages)
+    # a second process (``only``) started meanwhile waits here for the shared stages instead of failing on them
+    with contextlib.nullcontext() if stages.report_only else held(stages.dir / "shared"):
+        shared = _shared_stages(recipe, root, stages)
     if only is not None and "main" not in only:
         return _run_baselines_only(recipe, root, stages, log, only, shared)
     all_prompts, scores, h_score, base_eval = shared.all_prompts, shared.scores, shared.h_score, shared.base_eval
@@ -326,8 +332,8 @@ def _run_baselines_only(recipe: Recipe, root: Path, stages: Stages, log: Callabl
     scores, h_score = shared.scores, shared.h_score
     chosen: dict = {}
     if recipe.select is not None:  # the baselines train at the selected settings: the selection must be done
-        pairs, h_pairs = _pairs(recipe, stages, "", root, scores, h_score, {})
         try:
+            pairs, h_pairs = _pairs(recipe, stages.reader(), "", root, scores, h_score, {})
             _, chosen = _select(recipe, stages.reader(), root, pairs, h_pairs)
         except NotFinished as e:
             raise InputError(f"the baselines train at the settings `select` chooses, and stage '{e}' has not "
