@@ -11,8 +11,8 @@ that is not a regular file (a device, a FIFO) is refused before it is read.
 """
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 import os
 import re
 import stat
