@@ -193,7 +193,8 @@ if __name__ == "__main__":
         draw(a.sources, a.task, a.out, {s: getattr(a, s) for s in STRATA}, a.seed, a.exclude)
     else:
         for key, r in score(a.paths, a.reference).items():
-            strata = "; ".join(f"{s} {v['share']:.3f} of all ({sum(v['labelled'].values())} labelled)"
+            strata = "; ".join(f"{s} {v['share']:.3f} of all (labelled: "
+                               + ", ".join(f"{n} {lab}" for lab, n in v["labelled"].items()) + ")"
                                for s, v in r["strata"].items())
             print(f"{key}: {strata}\n  " + ", ".join(
                 f"{k} {v[0]:.3f}" + (f" [{v[1]:.3f}, {v[2]:.3f}]" if len(v) == 3 else "") if isinstance(v, list)
