@@ -24,8 +24,8 @@ the labelled proportions; intervals are 2.5-97.5 percentiles with each stratum's
 Dirichlet(counts + 1/2) (Jeffreys), which, unlike a bootstrap, stays wide when a small sample shows no
 errors, so a point from a stratum without errors can sit at or just outside its interval's edge. Each
 model's two rates are also given minus the ``--reference`` model's. When every marked and screened response is labelled and
-no labelled response of the rest refuses, each response is also read as a refusal or not (the rest as
-not) and the models are compared item by item: ``read_refusal_rate`` and its paired-bootstrap difference
+no labelled response of the rest refuses (or every response is labelled), each response is also read as a
+refusal or not (an unlabelled one of the rest as not) and the models are compared item by item: ``read_refusal_rate`` and its paired-bootstrap difference
 over the items both evaluated (their count and both rates on them are given). That interval assumes the
 rest hides no refusal; the stratified intervals above do not.
 """
@@ -94,10 +94,13 @@ def stratum_rates(shares: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def reader_refusals(labelled: dict[str, dict], rows: list[dict]) -> dict[str, int] | str:
     """Each response (``rows``) as a refusal (1) or not, by its label (``labelled``, by id), with the unlabelled
-    ones taken as not refusals: valid when the marked and screened strata are labelled in full and the
-    labelled sample of the rest shows no refusal (the rest has no decline phrase at all). Otherwise: why not."""
-    if any(it["label"] == "refuse" and stratum(it["response"]) == "rest" for it in labelled.values()):
-        return "a labelled refusal in the rest stratum: unlabelled ones may refuse too"
+    ones taken as not refusals: valid when every response is labelled, or when the marked and screened strata
+    are labelled in full and the labelled sample of the rest shows no refusal (the rest has no decline phrase
+    at all). Otherwise: why not."""
+    if (any(it["label"] == "refuse" and stratum(it["response"]) == "rest" for it in labelled.values())
+            and not all(r["id"] in labelled for r in rows)):
+        return ("a labelled refusal in the rest stratum: unlabelled ones may refuse too "
+                "(label the whole rest: draw --rest 0)")
     out = {}
     for r in rows:
         it = labelled.get(r["id"])

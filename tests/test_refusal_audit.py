@@ -69,6 +69,21 @@ def test_draw_hides_the_verdict_and_score_reads_the_labels(tmp_path):
     assert report["harmless/udasa"]["read_refusal_rate"] == [0.2] and report["harmless/base"]["precision"][0] == 0.5
     assert "read_refusal_rate_minus_base" not in report["harmless/udasa"]
 
+    # a refusal the reader finds in the rest stratum: item by item only once the whole rest is read
+    flipped = [dict(it, label="refuse") if (it["model"], it["response"]) == ("udasa", "Step 1: buy a knife.") else it
+               for it in items]
+    out.write_text("".join(json.dumps(it) + "\n" for it in flipped))
+    assert "label the whole rest" in refusal_audit.score([out], draws=50)["harmless/udasa"]["read_refusal_rate"]
+    rest = tmp_path / "rest.jsonl"
+    refusal_audit.draw([f"udasa={evals['udasa']}"], "harmless", rest, {"marked": -1, "screened": -1, "rest": 0},
+                       seed=0, exclude=[out])
+    rest_items = [dict(it, label=labels[it["response"]] if "knife" not in it["response"] else "refuse")
+                  for it in map(json.loads, rest.open())]
+    assert len(rest_items) == 5  # udasa's 6 rest responses less the one already labelled
+    rest.write_text("".join(json.dumps(it) + "\n" for it in rest_items))
+    udasa = refusal_audit.score([out, rest], draws=50)["harmless/udasa"]
+    assert udasa["read_refusal_rate"] == [0.4] and udasa["strata"]["rest"]["labelled"]["refuse"] == 2
+
 
 def test_stratum_rates_with_nothing_or_everything_marked():
     labels = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.5, 0.5]])
