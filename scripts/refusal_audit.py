@@ -1,7 +1,7 @@
 """How good is the refusal evaluator? The GCG refusal markers against a person's reading of the responses.
 
     python scripts/refusal_audit.py draw NAME=EVAL_DIR ... --task harmless --out FILE [--exclude FILE]
-    python scripts/refusal_audit.py score FILE [FILE ...] [--reference base]
+    python scripts/refusal_audit.py score FILE [FILE ...] [--reference base] [--compare A1,A2:B1,B2]
 
 Each model's responses fall in three strata: ``marked`` (the markers call it a refusal), ``screened``
 (not marked, but a wider net of decline phrases, `SCREEN`, catches it: where missed refusals hide) and
@@ -27,7 +27,8 @@ model's two rates are also given minus the ``--reference`` model's. When every m
 no labelled response of the rest refuses (or every response is labelled), each response is also read as a
 refusal or not (an unlabelled one of the rest as not) and the models are compared item by item: ``read_refusal_rate`` and its paired-bootstrap difference
 over the items both evaluated (their count and both rates on them are given). That interval assumes the
-rest hides no refusal; the stratified intervals above do not.
+rest hides no refusal; the stratified intervals above do not. ``--compare A1,A2:B1,B2`` sets the seeds of one
+method against those of another on the items all of them answered, resampling items and seeds.
 """
 from __future__ import annotations
 
@@ -111,7 +112,29 @@ def reader_refusals(labelled: dict[str, dict], rows: list[dict]) -> dict[str, in
     return out
 
 
-def score(paths: list[Path], reference: str = "base", draws: int = 4000, seed: int = 0) -> dict:
+def group_difference(flags: dict[str, dict[str, int]], a: list[str], b: list[str], resamples: int = 2000,
+                     seed: int = 0) -> dict:
+    """Refusal of group ``a`` minus group ``b``, each group the same method trained with different seeds and its
+    models weighted equally, over the items every model answered (``flags``: model -> id -> 1 if it refused).
+    The interval resamples the items and, within each group, the models (a two-level bootstrap), so it carries
+    the seed-to-seed spread that an item bootstrap of one model per method hides; with few seeds it is wide."""
+    ids = sorted(set.intersection(*(set(flags[m]) for m in a + b)))
+    rng = np.random.default_rng(seed)
+    items = rng.integers(0, len(ids), (resamples, len(ids)))
+    out = {}
+    for name, group in (("a", a), ("b", b)):
+        x = np.array([[flags[m][i] for i in ids] for m in group], float)  # models x items
+        per_draw = x[:, items].mean(-1)  # models x resamples: each model's rate on each resample of the items
+        pick = rng.integers(0, len(group), (resamples, len(group)))
+        out[name] = (x.mean(), per_draw[pick, np.arange(resamples)[:, None]].mean(1))
+    diff = out["a"][1] - out["b"][1]
+    lo, hi = np.percentile(diff, [2.5, 97.5])
+    return {"items": len(ids), "rates": {m: round(float(np.mean([flags[m][i] for i in ids])), 3) for m in a + b},
+            "difference": [round(float(out["a"][0] - out["b"][0]), 3), round(float(lo), 3), round(float(hi), 3)]}
+
+
+def score(paths: list[Path], reference: str = "base", draws: int = 4000, seed: int = 0,
+          compare: list[tuple[list[str], list[str]]] = ()) -> dict:
     items: dict[tuple, dict] = {}
     for path in paths:
         for i, it in enumerate(map(json.loads, path.open()), 1):
@@ -163,6 +186,10 @@ def score(paths: list[Path], reference: str = "base", draws: int = 4000, seed: i
                 entry[f"read_on_items_shared_with_{reference}"] = {
                     "items": len(ids), model: round(float(np.mean([flags[i] for i in ids])), 3),
                     reference: round(float(np.mean([ref[i] for i in ids])), 3)}
+        for a, b in compare:  # methods with several seeds, where each of their models is read item by item
+            if all(isinstance(read.get(m), dict) for m in a + b):
+                report[f"{task}/{'+'.join(a)} - {'+'.join(b)}"] = {"group_difference": group_difference(
+                    {m: read[m] for m in a + b}, a, b)}
         for model in posterior:
             if model == reference or reference not in posterior:
                 continue
@@ -191,11 +218,19 @@ if __name__ == "__main__":
     s = sub.add_parser("score")
     s.add_argument("paths", type=Path, nargs="+")
     s.add_argument("--reference", default="base")
+    s.add_argument("--compare", action="append", default=[], metavar="A1,A2:B1,B2",
+                   help="seeds of one method against seeds of another, item by item (repeatable)")
     a = ap.parse_args()
     if a.cmd == "draw":
         draw(a.sources, a.task, a.out, {s: getattr(a, s) for s in STRATA}, a.seed, a.exclude)
     else:
-        for key, r in score(a.paths, a.reference).items():
+        groups = [tuple(side.split(",") for side in c.split(":")) for c in a.compare]
+        for key, r in score(a.paths, a.reference, compare=groups).items():
+            if "group_difference" in r:
+                g = r["group_difference"]
+                print(f"{key}: {g['difference'][0]:+.3f} [{g['difference'][1]:+.3f}, {g['difference'][2]:+.3f}] "
+                      f"on {g['items']} items; rates " + ", ".join(f"{m} {v:.3f}" for m, v in g["rates"].items()))
+                continue
             strata = "; ".join(f"{s} {v['share']:.3f} of all (labelled: "
                                + ", ".join(f"{n} {lab}" for lab, n in v["labelled"].items()) + ")"
                                for s, v in r["strata"].items())

@@ -91,3 +91,15 @@ def test_stratum_rates_with_nothing_or_everything_marked():
     assert np.isnan(none_marked[0]) and none_marked[1] == 1.0 and none_marked[4] == 0.0
     all_marked = refusal_audit.stratum_rates(np.array([1.0, 0.0, 0.0]), labels)
     assert all_marked[0] == 1.0 and np.isnan(all_marked[1]) and all_marked[4] == 1.0 and all_marked[3] == 1.0
+
+
+def test_group_difference_carries_the_seed_spread():
+    flags = {"u0": dict(zip("abcd", [1, 1, 0, 0])), "u1": dict(zip("abcd", [1, 1, 1, 1])),
+             "d0": dict(zip("abcde", [0, 0, 0, 0, 1]))}  # "e" answered by d0 only: left out
+    g = refusal_audit.group_difference(flags, ["u0", "u1"], ["d0"], resamples=2000)
+    assert g["items"] == 4 and g["rates"] == {"u0": 0.5, "u1": 1.0, "d0": 0.0}
+    est, lo, hi = g["difference"]
+    assert est == 0.75 and hi == 1.0 and lo <= 0.25  # draws of u0 alone, on items it did not refuse, reach 0
+    one = refusal_audit.group_difference(flags, ["u1"], ["d0"])["difference"]
+    assert one == [1.0, 1.0, 1.0]  # one seed, no spread: the interval is the point
+    assert refusal_audit.group_difference(flags, ["u0", "u0"], ["d0"])["difference"][0] == 0.5
