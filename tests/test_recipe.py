@@ -117,6 +117,13 @@ def test_check_estimates_cost_and_validates_dpo_kwargs(tmp_path, capsys, monkeyp
     dpo = 2 + sum(v.method == "dpo" for v in r.baselines)
     assert est.pair_steps == int(1000 * (dpo + 0.5))
     assert est.hours > 1 and "estimated compute" in est.lines()[1]
+    # scoring re-reads every sample: about as long as sampling took, and part of the total
+    from udasa.cost import SCORE_OVER_SAMPLE
+    sampling_h = est.sample_tokens / REFERENCE["sample_tokens_per_s"] / 3600
+    assert est.score_hours == pytest.approx(SCORE_OVER_SAMPLE * sampling_h) and "of which scoring" in est.lines()[1]
+    rest_h = (est.sample_tokens + est.eval_tokens) / REFERENCE["sample_tokens_per_s"] / 3600 \
+        + est.pair_tokens * REFERENCE["train_s_per_pair_token"] / 3600
+    assert est.hours == pytest.approx(rest_h + est.score_hours)
     from udasa.cli import main
 
     path = tmp_path / "r.yaml"

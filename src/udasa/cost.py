@@ -16,6 +16,10 @@ from udasa.models import cache_dir
 # SmolLM2-135M, float32, one thread of a 2-core x86_64 CPU (docs/BENCHMARKS.md, 2026-11-30)
 REFERENCE = {"sample_tokens_per_s": 95.0, "train_s_per_pair_token": 21.0 / (8 * 2 * 53),
              "source": "reference: SmolLM2-135M on one thread of a 2-core CPU"}
+# Scoring re-reads every sampled response with the policy (the contrastive estimator, two system prompts) and
+# embeds it, so it costs about what sampling did: 1.06x on recipes/sentiment.yaml (432 s / 407 s) and about
+# 1.25x on recipes/harmless.yaml (~75 / ~60 min; long multi-turn prompts), stage tables of docs/RESULTS.md.
+SCORE_OVER_SAMPLE = 1.2
 
 
 @dataclass
@@ -24,14 +28,16 @@ class Estimate:
     eval_tokens: int
     pair_steps: int  # pairs x epochs, summed over every trained model
     pair_tokens: int  # the same, in tokens (chosen + rejected sequences)
-    hours: float
+    hours: float  # everything, scoring included
     rates: dict
+    score_hours: float = 0.0
 
     def lines(self) -> list[str]:
         return [f"sampling: up to {self.sample_tokens:,} tokens; evaluation: up to {self.eval_tokens:,} generated "
                 f"tokens; training: {self.pair_steps:,} pair-steps ({self.pair_tokens:,} tokens through DPO)",
                 f"estimated compute: {self.hours:.1f} h at {self.rates['sample_tokens_per_s']:.0f} sampled tokens/s "
-                f"and {1000 * self.rates['train_s_per_pair_token']:.1f} ms per trained token ({self.rates['source']})"]
+                f"and {1000 * self.rates['train_s_per_pair_token']:.1f} ms per trained token ({self.rates['source']}), "
+                f"of which scoring {self.score_hours:.1f} h (about {SCORE_OVER_SAMPLE:g}x the sampling time)"]
 
 
 def rates_key(model: str, device: str) -> str:
@@ -76,8 +82,10 @@ def estimate(recipe, n_prompts: int, rates: dict | None = None) -> Estimate:
         dev = load_task(recipe.select.task)
         eval_tokens += e.sizes.get(dev.name, dev.size) * dev.max_new_tokens * len(recipe.select.candidates)
     pair_tokens = pair_steps * 2 * seq
-    seconds = (sample_tokens + eval_tokens) / rates["sample_tokens_per_s"] + pair_tokens * rates["train_s_per_pair_token"]
-    return Estimate(sample_tokens, eval_tokens, pair_steps, pair_tokens, seconds / 3600, rates)
+    score_seconds = SCORE_OVER_SAMPLE * sample_tokens / rates["sample_tokens_per_s"]
+    seconds = ((sample_tokens + eval_tokens) / rates["sample_tokens_per_s"] + score_seconds
+               + pair_tokens * rates["train_s_per_pair_token"])
+    return Estimate(sample_tokens, eval_tokens, pair_steps, pair_tokens, seconds / 3600, rates, score_seconds / 3600)
 
 
 def measure(recipe) -> dict:
