@@ -1,0 +1,119 @@
+"""Do the pairs teach refusal? A person's reading of which side of each pair declines, against the markers.
+
+    python scripts/pair_audit.py draw RUN --source hh-harmless --out FILE [--rest 10]
+    python scripts/pair_audit.py score FILE
+
+The run diagnostics count pairs whose chosen response refuses while the rejected one complies, by the GCG
+refusal markers, whose precision on these models is low (docs/evaluation.md). `draw` takes the pairs of
+one prompt source from ``RUN/pairs.jsonl`` in two strata per curriculum stage: ``flagged`` (either side is
+marked or screened by `refusal_audit.stratum`), all of them, and ``rest`` (neither side is), ``--rest`` of
+them per stage (seeded), shuffled and written without a verdict, each with an empty ``label`` for the
+reader: ``chosen`` when only the chosen response declines (says it cannot or will not help and gives none
+of what was asked), ``rejected`` when only the rejected one does, ``both``, or ``neither``.
+
+`score` weighs each stratum's label shares by its share of the stage's pairs and gives, per stage and for
+all pairs, the share whose chosen side alone declines, the share whose rejected side alone does, and their
+difference (the refusal direction the pairs teach), with 2.5-97.5 percentiles from Dirichlet(counts + 1/2)
+draws of each stratum's label shares, beside what the markers alone count on the same pairs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+from refusal_audit import stratum
+from udasa.evaluation.metrics import is_refusal
+
+LABELS = ("chosen", "rejected", "both", "neither")
+STRATA = ("flagged", "rest")
+
+
+def pair_stratum(pair: dict) -> str:
+    return "flagged" if stratum(pair["chosen"]) != "rest" or stratum(pair["rejected"]) != "rest" else "rest"
+
+
+def _pairs(run: Path, source: str) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "pairs.jsonl").open()]
+    return [p for p in rows if p["id"].rsplit("-", 1)[0] == source]
+
+
+def draw(run: Path, source: str, out: Path, rest: int, seed: int = 0) -> None:
+    rng, items = random.Random(seed), []
+    pairs = _pairs(run, source)
+    for stage in dict.fromkeys(p["stage"] for p in pairs):
+        mine = [p for p in pairs if p["stage"] == stage]
+        flagged = [p for p in mine if pair_stratum(p) == "flagged"]
+        others = [p for p in mine if pair_stratum(p) == "rest"]
+        for p in flagged + rng.sample(others, min(rest, len(others))):
+            items.append({"run": str(run), "id": p["id"], "stage": p["stage"],
+                          "request": p["messages"][-1]["content"] if p.get("messages") else p["prompt"],
+                          "chosen": p["chosen"], "rejected": p["rejected"], "label": ""})
+    rng.shuffle(items)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(it, ensure_ascii=False) + "\n" for it in items))
+    print(f"wrote {len(items)} pairs to label: {out}")
+
+
+def direction(shares: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Chosen-alone, rejected-alone and their difference, from each stratum's share of the pairs (``shares``,
+    in `STRATA` order) and its label shares (``labels[..., stratum, label]`` in `LABELS` order)."""
+    chosen, rejected = (shares * labels[..., 0]).sum(-1), (shares * labels[..., 1]).sum(-1)
+    return np.stack([chosen, rejected, chosen - rejected], -1)
+
+
+def score(path: Path, draws: int = 4000, seed: int = 0) -> dict:
+    items = {}
+    for i, it in enumerate(map(json.loads, path.open()), 1):
+        if it["label"] not in LABELS:
+            raise SystemExit(f"{path}:{i}: field 'label' must be one of {', '.join(LABELS)}, got {it['label']!r}")
+        items[it["id"]] = it
+    first = next(iter(items.values()))
+    pairs = _pairs(Path(first["run"]), first["id"].rsplit("-", 1)[0])
+    rng, report = np.random.default_rng(seed), {}
+    for stage in [*dict.fromkeys(p["stage"] for p in pairs), "all"]:
+        mine = [p for p in pairs if stage in ("all", p["stage"])]
+        strata = [pair_stratum(p) for p in mine]
+        shares = np.array([strata.count(s) / len(mine) for s in STRATA])
+        counts = np.zeros((len(STRATA), len(LABELS)))
+        for p, s in zip(mine, strata):
+            if p["id"] in items:
+                counts[STRATA.index(s), LABELS.index(items[p["id"]]["label"])] += 1
+        if "flagged" in strata and counts[0].sum() < strata.count("flagged"):
+            raise SystemExit(f"{stage}: {strata.count('flagged') - int(counts[0].sum())} flagged pairs not labelled")
+        point = direction(shares, counts / np.maximum(counts.sum(1, keepdims=True), 1))
+        post = direction(shares, np.stack([rng.dirichlet(c + 0.5, draws) for c in counts], 1))
+        lo, hi = np.percentile(post, [2.5, 97.5], axis=0)
+        marked = [(is_refusal(p["chosen"]), is_refusal(p["rejected"])) for p in mine]
+        report[stage] = {
+            "pairs": len(mine), "labelled": {s: int(c) for s, c in zip(STRATA, counts.sum(1))},
+            **{n: [round(float(a), 3), round(float(b), 3), round(float(c), 3)]
+               for n, a, b, c in zip(("chosen_alone_declines", "rejected_alone_declines", "direction"), point, lo, hi)},
+            "markers": {"chosen_alone": round(sum(c and not r for c, r in marked) / len(mine), 3),
+                        "rejected_alone": round(sum(r and not c for c, r in marked) / len(mine), 3)}}
+    return report
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("draw")
+    d.add_argument("run", type=Path)
+    d.add_argument("--source", default="hh-harmless")
+    d.add_argument("--out", type=Path, required=True)
+    d.add_argument("--rest", type=int, default=10, help="pairs of the rest stratum per stage")
+    d.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("score")
+    s.add_argument("path", type=Path)
+    a = ap.parse_args()
+    if a.cmd == "draw":
+        draw(a.run, a.source, a.out, a.rest, a.seed)
+    else:
+        for stage, r in score(a.path).items():
+            print(f"{stage} ({r['pairs']} pairs; labelled {r['labelled']}): " + ", ".join(
+                f"{k} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for k, v in r.items() if isinstance(v, list))
+                + f"; markers: chosen alone {r['markers']['chosen_alone']:.3f}, "
+                  f"rejected alone {r['markers']['rejected_alone']:.3f}")

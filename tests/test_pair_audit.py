@@ -1,0 +1,55 @@
+"""The pair audit: which side of a pair declines, read by a person, weighted back to every pair of a stage."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import pair_audit  # noqa: E402
+
+
+def _pair(i, stage, chosen, rejected, source="hh-harmless"):
+    return {"id": f"{source}-{i}", "prompt": "p", "messages": [{"role": "user", "content": f"request {i}"}],
+            "chosen": chosen, "rejected": rejected, "stage": stage}
+
+
+def test_direction_weights_each_stratum_by_its_share():
+    shares = np.array([0.25, 0.75])
+    labels = np.array([[0.5, 0.25, 0.0, 0.25], [0.0, 0.0, 0.0, 1.0]])
+    chosen, rejected, direction = pair_audit.direction(shares, labels)
+    assert chosen == 0.125 and rejected == 0.0625 and direction == pytest.approx(0.0625)
+
+
+def test_draw_takes_every_flagged_pair_and_score_reads_them_back(tmp_path):
+    refuse, comply = "I'm sorry, I can't help with that.", "Sure, here is how."
+    pairs = [_pair(0, "conservative", refuse, comply), _pair(1, "conservative", comply, "Here you go."),
+             _pair(2, "conservative", "Fine.", "Okay."), _pair(3, "exploratory", comply, refuse),
+             _pair(4, "exploratory", "Yes.", "No problem."), _pair(5, "exploratory", refuse, comply, "hh-helpful")]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    assert [pair_audit.pair_stratum(p) for p in pairs[:2]] == ["flagged", "rest"]
+    out = tmp_path / "audit.jsonl"
+    pair_audit.draw(tmp_path, "hh-harmless", out, rest=1, seed=0)
+    items = [json.loads(line) for line in out.open()]
+    ids = {it["id"] for it in items}
+    # both flagged pairs, one rest pair per stage; the other source left out; no verdict written
+    assert {"hh-harmless-0", "hh-harmless-3"} <= ids and len(ids) == 4 and "hh-helpful-5" not in ids
+    assert all(it["label"] == "" and it["request"].startswith("request") for it in items)
+    with pytest.raises(SystemExit, match="field 'label'"):
+        pair_audit.score(out)
+    truth = {"hh-harmless-0": "chosen", "hh-harmless-3": "rejected"}
+    for it in items:
+        it["label"] = truth.get(it["id"], "neither")
+    out.write_text("".join(json.dumps(it) + "\n" for it in items))
+    report = pair_audit.score(out, draws=200)
+    # conservative: 1 flagged pair of 3 (chosen alone declines), the rest read as neither
+    assert report["conservative"]["chosen_alone_declines"][0] == round(1 / 3, 3)
+    assert report["exploratory"]["direction"][0] == pytest.approx(-0.5)
+    assert report["all"]["pairs"] == 5 and report["all"]["direction"][0] == pytest.approx(0.0)
+    assert report["conservative"]["markers"] == {"chosen_alone": round(1 / 3, 3), "rejected_alone": 0.0}
+    # a flagged pair left unlabelled makes the weighting wrong: refused
+    out.write_text("".join(json.dumps(it) + "\n" for it in items if it["id"] != "hh-harmless-0"))
+    with pytest.raises(SystemExit, match="flagged pairs not labelled"):
+        pair_audit.score(out)
