@@ -11,10 +11,13 @@ them per stage (seeded), shuffled and written without a verdict, each with an em
 reader: ``chosen`` when only the chosen response declines (says it cannot or will not help and gives none
 of what was asked), ``rejected`` when only the rejected one does, ``both``, or ``neither``.
 
-`score` weighs each stratum's label shares by its share of the stage's pairs and gives, per stage and for
-all pairs, the share whose chosen side alone declines, the share whose rejected side alone does, and their
-difference (the refusal direction the pairs teach), with 2.5-97.5 percentiles from Dirichlet(counts + 1/2)
-draws of each stratum's label shares, beside what the markers alone count on the same pairs.
+`score` weighs each stratum's label shares by its share of the stage's pairs and gives, per stage, the share
+whose chosen side alone declines, the share whose rejected side alone does, and their difference (the
+refusal direction the pairs teach), with 2.5-97.5 percentiles from Dirichlet(counts + 1/2) draws of the
+sampled rest stratum's label shares (the flagged stratum is read in full), beside what the markers alone
+count on the same pairs; the ``all`` row weighs each stage's estimate by its share of the pairs. A point
+from a rest sample without declines sits at its interval's lower edge (the prior allows some). Labels
+must match the pairs they were drawn from (a rebuilt pairs file is refused).
 """
 from __future__ import annotations
 
@@ -65,35 +68,61 @@ def direction(shares: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.stack([chosen, rejected, chosen - rejected], -1)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_dir(run: str) -> Path:
+    path = Path(run)
+    return path if path.is_absolute() or path.exists() else ROOT / path  # recorded relative to the repository
+
+
 def score(path: Path, draws: int = 4000, seed: int = 0) -> dict:
     items = {}
     for i, it in enumerate(map(json.loads, path.open()), 1):
-        if it["label"] not in LABELS:
-            raise SystemExit(f"{path}:{i}: field 'label' must be one of {', '.join(LABELS)}, got {it['label']!r}")
+        if it.get("label") not in LABELS:
+            raise SystemExit(f"{path}:{i}: field 'label' must be one of {', '.join(LABELS)}, got {it.get('label')!r}")
         items[it["id"]] = it
+    if not items:
+        raise SystemExit(f"{path}: no labelled pairs")
     first = next(iter(items.values()))
-    pairs = _pairs(Path(first["run"]), first["id"].rsplit("-", 1)[0])
-    rng, report = np.random.default_rng(seed), {}
-    for stage in [*dict.fromkeys(p["stage"] for p in pairs), "all"]:
-        mine = [p for p in pairs if stage in ("all", p["stage"])]
+    pairs = _pairs(_run_dir(first["run"]), first["id"].rsplit("-", 1)[0])
+    by_id = {p["id"]: p for p in pairs}
+    for i, it in items.items():
+        if i not in by_id or (by_id[i]["chosen"], by_id[i]["rejected"]) != (it["chosen"], it["rejected"]):
+            raise SystemExit(f"{path}: pair {i} is not in {first['run']}/pairs.jsonl as labelled (pairs rebuilt?)")
+    rng, report, stages = np.random.default_rng(seed), {}, {}
+    for stage in dict.fromkeys(p["stage"] for p in pairs):
+        mine = [p for p in pairs if p["stage"] == stage]
         strata = [pair_stratum(p) for p in mine]
-        shares = np.array([strata.count(s) / len(mine) for s in STRATA])
+        sizes = np.array([strata.count(s) for s in STRATA])
         counts = np.zeros((len(STRATA), len(LABELS)))
         for p, s in zip(mine, strata):
             if p["id"] in items:
                 counts[STRATA.index(s), LABELS.index(items[p["id"]]["label"])] += 1
-        if "flagged" in strata and counts[0].sum() < strata.count("flagged"):
-            raise SystemExit(f"{stage}: {strata.count('flagged') - int(counts[0].sum())} flagged pairs not labelled")
-        point = direction(shares, counts / np.maximum(counts.sum(1, keepdims=True), 1))
-        post = direction(shares, np.stack([rng.dirichlet(c + 0.5, draws) for c in counts], 1))
+        if counts[0].sum() < sizes[0]:
+            raise SystemExit(f"{stage}: {int(sizes[0] - counts[0].sum())} flagged pairs not labelled")
+        if sizes[1] and not counts[1].sum():
+            raise SystemExit(f"{stage}: no labelled pair in the rest stratum: draw some")
+        observed = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+        # a stratum read in full is known, not sampled: only a sampled one gets Dirichlet(counts + 1/2) draws
+        sampled = np.stack([np.broadcast_to(o, (draws, len(LABELS))) if c.sum() == n else rng.dirichlet(c + 0.5, draws)
+                            for o, c, n in zip(observed, counts, sizes)], 1)
+        shares = sizes / len(mine)
+        stages[stage] = (len(mine), direction(shares, observed), direction(shares, sampled), counts.sum(1), mine)
+    total = sum(n for n, *_ in stages.values())
+    # all pairs: each stage's estimate weighted by its share of the pairs (its rest was sampled on its own)
+    stages["all"] = (total, sum(n / total * pt for n, pt, *_ in stages.values()),
+                     sum(n / total * post for n, _, post, *_ in stages.values()),
+                     sum(c for *_, c, _ in stages.values()), pairs)
+    for stage, (n, point, post, labelled, mine) in stages.items():
         lo, hi = np.percentile(post, [2.5, 97.5], axis=0)
         marked = [(is_refusal(p["chosen"]), is_refusal(p["rejected"])) for p in mine]
         report[stage] = {
-            "pairs": len(mine), "labelled": {s: int(c) for s, c in zip(STRATA, counts.sum(1))},
-            **{n: [round(float(a), 3), round(float(b), 3), round(float(c), 3)]
-               for n, a, b, c in zip(("chosen_alone_declines", "rejected_alone_declines", "direction"), point, lo, hi)},
-            "markers": {"chosen_alone": round(sum(c and not r for c, r in marked) / len(mine), 3),
-                        "rejected_alone": round(sum(r and not c for c, r in marked) / len(mine), 3)}}
+            "pairs": n, "labelled": {s: int(c) for s, c in zip(STRATA, labelled)},
+            **{k: [round(float(a), 3), round(float(b), 3), round(float(c), 3)]
+               for k, a, b, c in zip(("chosen_alone_declines", "rejected_alone_declines", "direction"), point, lo, hi)},
+            "markers": {"chosen_alone": round(sum(c and not r for c, r in marked) / n, 3),
+                        "rejected_alone": round(sum(r and not c for c, r in marked) / n, 3)}}
     return report
 
 
@@ -102,14 +131,16 @@ if __name__ == "__main__":
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("draw")
     d.add_argument("run", type=Path)
-    d.add_argument("--source", default="hh-harmless")
+    d.add_argument("--source", default="hh-harmless", help="prompt source: the pair ids' prefix (e.g. hh-harmless)")
     d.add_argument("--out", type=Path, required=True)
-    d.add_argument("--rest", type=int, default=10, help="pairs of the rest stratum per stage")
+    d.add_argument("--rest", type=int, default=10, help="pairs of the rest stratum per stage (at least 1)")
     d.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("score")
     s.add_argument("path", type=Path)
     a = ap.parse_args()
     if a.cmd == "draw":
+        if a.rest < 1:
+            ap.error("--rest: at least 1 pair of the rest per stage (score weighs the rest by its sample)")
         draw(a.run, a.source, a.out, a.rest, a.seed)
     else:
         for stage, r in score(a.path).items():

@@ -116,9 +116,13 @@ def group_difference(flags: dict[str, dict[str, int]], a: list[str], b: list[str
                      seed: int = 0) -> dict:
     """Refusal of group ``a`` minus group ``b``, each group the same method trained with different seeds and its
     models weighted equally, over the items every model answered (``flags``: model -> id -> 1 if it refused).
-    The interval resamples the items and, within each group, the models (a two-level bootstrap), so it carries
-    the seed-to-seed spread that an item bootstrap of one model per method hides; with few seeds it is wide."""
+    The interval resamples the items (the same draw for every model) and, within each group, the models (a
+    two-level bootstrap), so it carries some of the seed-to-seed spread that an item bootstrap of one model per
+    method hides. It is approximate and, with two or three seeds, too narrow: resampling G seeds keeps only
+    (G - 1) / G of their variance and cannot reach beyond the seeds observed. Read it with the per-seed rates."""
     ids = sorted(set.intersection(*(set(flags[m]) for m in a + b)))
+    if not ids:
+        raise ValueError(f"no item answered by all of {', '.join(a + b)}")
     rng = np.random.default_rng(seed)
     items = rng.integers(0, len(ids), (resamples, len(ids)))
     out = {}
@@ -187,9 +191,10 @@ def score(paths: list[Path], reference: str = "base", draws: int = 4000, seed: i
                     "items": len(ids), model: round(float(np.mean([flags[i] for i in ids])), 3),
                     reference: round(float(np.mean([ref[i] for i in ids])), 3)}
         for a, b in compare:  # methods with several seeds, where each of their models is read item by item
-            if all(isinstance(read.get(m), dict) for m in a + b):
-                report[f"{task}/{'+'.join(a)} - {'+'.join(b)}"] = {"group_difference": group_difference(
-                    {m: read[m] for m in a + b}, a, b)}
+            key = f"{task}/{'+'.join(a)} - {'+'.join(b)}"
+            unread = [m for m in a + b if not isinstance(read.get(m), dict)]
+            report[key] = {"group_difference": f"not compared: {', '.join(unread)} not labelled or not read item "
+                                               "by item" if unread else group_difference(read, a, b)}
         for model in posterior:
             if model == reference or reference not in posterior:
                 continue
@@ -225,9 +230,14 @@ if __name__ == "__main__":
         draw(a.sources, a.task, a.out, {s: getattr(a, s) for s in STRATA}, a.seed, a.exclude)
     else:
         groups = [tuple(side.split(",") for side in c.split(":")) for c in a.compare]
+        if any(len(g) != 2 or "" in g[0] + g[1] for g in groups):
+            ap.error("--compare: two comma-separated lists of models joined by a colon, e.g. A1,A2:B1,B2")
         for key, r in score(a.paths, a.reference, compare=groups).items():
             if "group_difference" in r:
                 g = r["group_difference"]
+                if isinstance(g, str):
+                    print(f"{key}: {g}")
+                    continue
                 print(f"{key}: {g['difference'][0]:+.3f} [{g['difference'][1]:+.3f}, {g['difference'][2]:+.3f}] "
                       f"on {g['items']} items; rates " + ", ".join(f"{m} {v:.3f}" for m, v in g["rates"].items()))
                 continue

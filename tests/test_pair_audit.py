@@ -49,7 +49,39 @@ def test_draw_takes_every_flagged_pair_and_score_reads_them_back(tmp_path):
     assert report["exploratory"]["direction"][0] == pytest.approx(-0.5)
     assert report["all"]["pairs"] == 5 and report["all"]["direction"][0] == pytest.approx(0.0)
     assert report["conservative"]["markers"] == {"chosen_alone": round(1 / 3, 3), "rejected_alone": 0.0}
-    # a flagged pair left unlabelled makes the weighting wrong: refused
-    out.write_text("".join(json.dumps(it) + "\n" for it in items if it["id"] != "hh-harmless-0"))
-    with pytest.raises(SystemExit, match="flagged pairs not labelled"):
+    # a flagged pair left unlabelled, or a stage's rest not sampled at all, makes the weighting wrong: refused
+    rest_ids = {it["id"] for it in items} - set(truth)
+    for dropped, message in ((["hh-harmless-0"], "flagged pairs not labelled"),
+                             (rest_ids, "no labelled pair in the rest stratum")):
+        out.write_text("".join(json.dumps(it) + "\n" for it in items if it["id"] not in dropped))
+        with pytest.raises(SystemExit, match=message):
+            pair_audit.score(out)
+    # labels of pairs that were since rebuilt are refused, not silently re-attached
+    pairs[0]["chosen"] = "Rebuilt."
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    out.write_text("".join(json.dumps(it) + "\n" for it in items))
+    with pytest.raises(SystemExit, match="hh-harmless-0 is not in"):
         pair_audit.score(out)
+
+
+def test_all_pairs_weigh_each_stage_by_its_share(tmp_path):
+    # stage a: 1 flagged + 3 rest pairs, one rest pair read (it declines on the chosen side);
+    # stage b: 1 flagged + 1 rest pair, the rest read as neither. Pooling the two rest samples would give
+    # the rest a 1/2 decline share over 4 rest pairs (1/6 of all); by stage it is 3/4 of a's 4 pairs (1/2 of 6).
+    refuse, comply = "I'm sorry, I can't help with that.", "Sure, here is how."
+    pairs = [_pair(0, "a", refuse, comply), _pair(1, "a", "Fine.", "Okay."), _pair(2, "a", "Yes.", "Ok."),
+             _pair(3, "a", "Good.", "Sure."), _pair(4, "b", comply, refuse), _pair(5, "b", "Hm.", "Well.")]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    labels = {0: "chosen", 1: "chosen", 4: "rejected", 5: "neither"}
+    out = tmp_path / "audit.jsonl"
+    out.write_text("".join(json.dumps({"run": str(tmp_path), "id": p["id"], "stage": p["stage"], "chosen": p["chosen"],
+                                       "rejected": p["rejected"], "label": labels[i]}) + "\n"
+                           for i, p in enumerate(pairs) if i in labels))
+    report = pair_audit.score(out, draws=100)
+    assert report["a"]["chosen_alone_declines"][0] == 1.0  # 1/4 flagged + 3/4 rest, all declining
+    assert report["all"]["chosen_alone_declines"][0] == pytest.approx(round(4 / 6, 3), abs=1e-3)
+    assert report["all"]["rejected_alone_declines"][0] == pytest.approx(round(1 / 6, 3), abs=1e-3)
+    # stage b is read in full (both strata): known, not sampled, so its interval is its point
+    assert report["b"]["direction"] == [-0.5, -0.5, -0.5]
+    lo, hi = report["a"]["direction"][1:]  # a's rest was sampled (1 of 3): a real interval
+    assert lo < hi

@@ -61,6 +61,9 @@ def test_draw_hides_the_verdict_and_score_reads_the_labels(tmp_path):
     assert est == pytest.approx(-0.2) and lo <= est <= hi and "read_refusal_rate_minus_base" not in base
 
     assert udasa["read_on_items_shared_with_base"] == {"items": 10, "udasa": 0.2, "base": 0.4}
+    both = refusal_audit.score([out], draws=50, compare=[(["udasa"], ["base"]), (["udasa"], ["nobody"])])
+    assert both["harmless/udasa - base"]["group_difference"]["difference"][0] == pytest.approx(-0.2)
+    assert "nobody not labelled" in both["harmless/udasa - nobody"]["group_difference"]
 
     # an unlabelled screened response makes base's item-by-item reading impossible, says so, and keeps the rest
     out.write_text("".join(json.dumps(it) + "\n" for it in items if (it["model"], it["id"]) != ("base", "a-2")))
@@ -103,3 +106,7 @@ def test_group_difference_carries_the_seed_spread():
     one = refusal_audit.group_difference(flags, ["u1"], ["d0"])["difference"]
     assert one == [1.0, 1.0, 1.0]  # one seed, no spread: the interval is the point
     assert refusal_audit.group_difference(flags, ["u0", "u0"], ["d0"])["difference"][0] == 0.5
+    # the items are resampled once for both groups: a model against itself differs by exactly 0 in every draw
+    assert refusal_audit.group_difference(flags, ["u0"], ["u0"])["difference"] == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="no item answered by all"):
+        refusal_audit.group_difference({"x": {"a": 1}, "y": {"b": 0}}, ["x"], ["y"])
