@@ -14,10 +14,11 @@ of what was asked), ``rejected`` when only the rejected one does, ``both``, or `
 `score` weighs each stratum's label shares by its share of the stage's pairs and gives, per stage, the share
 whose chosen side alone declines, the share whose rejected side alone does, and their difference (the
 refusal direction the pairs teach), with 2.5-97.5 percentiles from Dirichlet(counts + 1/2) draws of the
-sampled rest stratum's label shares (the flagged stratum is read in full), beside what the markers alone
-count on the same pairs; the ``all`` row weighs each stage's estimate by its share of the pairs. A point
-from a rest sample without declines sits at its interval's lower edge (the prior allows some). Labels
-must match the pairs they were drawn from (a rebuilt pairs file is refused).
+sampled rest stratum's label shares (the flagged stratum is read in full), beside the markers' count on
+the same pairs (the run's own pair diagnostic, `udasa.diagnostics.pair_diagnostics`); the ``all`` row
+weighs each stage's estimate by its share of the pairs. A point from a rest sample without declines sits
+at its interval's lower edge (the prior allows some). Labels must match the pairs they were drawn from (a
+rebuilt pairs file is refused).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from refusal_audit import stratum
-from udasa.evaluation.metrics import is_refusal
+from udasa.diagnostics import pair_diagnostics
 
 LABELS = ("chosen", "rejected", "both", "neither")
 STRATA = ("flagged", "rest")
@@ -49,8 +50,9 @@ def draw(run: Path, source: str, out: Path, rest: int, seed: int = 0) -> None:
     pairs = _pairs(run, source)
     for stage in dict.fromkeys(p["stage"] for p in pairs):
         mine = [p for p in pairs if p["stage"] == stage]
-        flagged = [p for p in mine if pair_stratum(p) == "flagged"]
-        others = [p for p in mine if pair_stratum(p) == "rest"]
+        strata = [pair_stratum(p) for p in mine]
+        flagged = [p for p, s in zip(mine, strata) if s == "flagged"]
+        others = [p for p, s in zip(mine, strata) if s == "rest"]
         for p in flagged + rng.sample(others, min(rest, len(others))):
             items.append({"run": str(run), "id": p["id"], "stage": p["stage"],
                           "request": p["messages"][-1]["content"] if p.get("messages") else p["prompt"],
@@ -108,21 +110,25 @@ def score(path: Path, draws: int = 4000, seed: int = 0) -> dict:
         sampled = np.stack([np.broadcast_to(o, (draws, len(LABELS))) if c.sum() == n else rng.dirichlet(c + 0.5, draws)
                             for o, c, n in zip(observed, counts, sizes)], 1)
         shares = sizes / len(mine)
-        stages[stage] = (len(mine), direction(shares, observed), direction(shares, sampled), counts.sum(1), mine)
+        stages[stage] = (len(mine), direction(shares, observed), direction(shares, sampled), counts.sum(1))
     total = sum(n for n, *_ in stages.values())
     # all pairs: each stage's estimate weighted by its share of the pairs (its rest was sampled on its own)
     stages["all"] = (total, sum(n / total * pt for n, pt, *_ in stages.values()),
                      sum(n / total * post for n, _, post, *_ in stages.values()),
-                     sum(c for *_, c, _ in stages.values()), pairs)
-    for stage, (n, point, post, labelled, mine) in stages.items():
+                     sum(c for *_, c in stages.values()))
+    # the markers' count is the run's own pair diagnostic (it judges HH-harmless pairs only)
+    diag = pair_diagnostics(pairs, n_resamples=1)
+    marker_rows = {**diag["stages"], "all": diag.get("refusal", {})}
+    for stage, (n, point, post, labelled) in stages.items():
         lo, hi = np.percentile(post, [2.5, 97.5], axis=0)
-        marked = [(is_refusal(p["chosen"]), is_refusal(p["rejected"])) for p in mine]
+        marked = marker_rows[stage]
         report[stage] = {
             "pairs": n, "labelled": {s: int(c) for s, c in zip(STRATA, labelled)},
             **{k: [round(float(a), 3), round(float(b), 3), round(float(c), 3)]
                for k, a, b, c in zip(("chosen_alone_declines", "rejected_alone_declines", "direction"), point, lo, hi)},
-            "markers": {"chosen_alone": round(sum(c and not r for c, r in marked) / n, 3),
-                        "rejected_alone": round(sum(r and not c for c, r in marked) / n, 3)}}
+            "markers": {side: None if marked.get(key) is None else round(marked[key], 3)
+                        for side, key in (("chosen_alone", "chosen_refuses_rejected_complies"),
+                                          ("rejected_alone", "rejected_refuses_chosen_complies"))}}
     return report
 
 
@@ -146,5 +152,5 @@ if __name__ == "__main__":
         for stage, r in score(a.path).items():
             print(f"{stage} ({r['pairs']} pairs; labelled {r['labelled']}): " + ", ".join(
                 f"{k} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for k, v in r.items() if isinstance(v, list))
-                + f"; markers: chosen alone {r['markers']['chosen_alone']:.3f}, "
-                  f"rejected alone {r['markers']['rejected_alone']:.3f}")
+                + "; markers: " + ", ".join(f"{side.replace('_', ' ')} " + ("–" if v is None else f"{v:.3f}")
+                                            for side, v in r["markers"].items()))

@@ -246,4 +246,4 @@ if __name__ == "__main__":
                                for s, v in r["strata"].items())
             print(f"{key}: {strata}\n  " + ", ".join(
                 f"{k} {v[0]:.3f}" + (f" [{v[1]:.3f}, {v[2]:.3f}]" if len(v) == 3 else "") if isinstance(v, list)
-                else f"{k} {v}" for k, v in r.items() if k not in ("responses", "labelled", "strata", "marker_rate")))
+                else f"{k} {v}" for k, v in r.items() if k not in ("responses", "labelled", "strata")))

@@ -13,7 +13,7 @@ import pair_audit  # noqa: E402
 
 def _pair(i, stage, chosen, rejected, source="hh-harmless"):
     return {"id": f"{source}-{i}", "prompt": "p", "messages": [{"role": "user", "content": f"request {i}"}],
-            "chosen": chosen, "rejected": rejected, "stage": stage}
+            "chosen": chosen, "rejected": rejected, "stage": stage, "delta_u": 0.5}
 
 
 def test_direction_weights_each_stratum_by_its_share():
