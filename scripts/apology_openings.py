@@ -27,7 +27,8 @@ def main(run: Path) -> None:
         rows = [json.loads(line) for line in gen.open()]
         sorry_for_your = sum("I'm sorry for your" in r["response"].replace("\u2019", "'") for r in rows)
         print(f"{gen.relative_to(run)} ({len(rows)}): opens with an apology "
-              f"{sum(opens_with_apology(r['response']) for r in rows)}, contains \"I'm sorry for your\" {sorry_for_your}")
+              f"{sum(opens_with_apology(r['response']) for r in rows)}, "
+              f"contains \"I'm sorry for your\" {sorry_for_your}")
         openings = Counter(" ".join(r["response"].replace("\u2019", "'").split()[:3]) for r in rows)
         print("  commonest openings: " + ", ".join(f"{o!r} {n / len(rows):.0%}" for o, n in openings.most_common(3)))
 

@@ -23,12 +23,13 @@ imply, and the share not complied with (refused or deflected: on AdvBench, the a
 the labelled proportions; intervals are 2.5-97.5 percentiles with each stratum's label shares drawn from
 Dirichlet(counts + 1/2) (Jeffreys), which, unlike a bootstrap, stays wide when a small sample shows no
 errors, so a point from a stratum without errors can sit at or just outside its interval's edge. Each
-model's two rates are also given minus the ``--reference`` model's. When every marked and screened response is labelled and
-no labelled response of the rest refuses (or every response is labelled), each response is also read as a
-refusal or not (an unlabelled one of the rest as not) and the models are compared item by item: ``read_refusal_rate`` and its paired-bootstrap difference
-over the items both evaluated (their count and both rates on them are given). That interval assumes the
-rest hides no refusal; the stratified intervals above do not. ``--compare A1,A2:B1,B2`` sets the seeds of one
-method against those of another on the items all of them answered, resampling items and seeds.
+model's two rates are also given minus the ``--reference`` model's. When every marked and screened response
+is labelled and no labelled response of the rest refuses (or every response is labelled), each response is
+also read as a refusal or not (an unlabelled one of the rest as not) and the models are compared item by
+item: ``read_refusal_rate`` and its paired-bootstrap difference over the items both evaluated (their count
+and both rates on them are given). That interval assumes the rest hides no refusal; the stratified
+intervals above do not. ``--compare A1,A2:B1,B2`` sets the seeds of one method against those of another on
+the items all of them answered, resampling items and seeds.
 """
 from __future__ import annotations
 
