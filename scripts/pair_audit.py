@@ -2,6 +2,8 @@
 
     python scripts/pair_audit.py draw RUN --source hh-harmless --out FILE [--rest 10]
     python scripts/pair_audit.py score FILE
+    python scripts/pair_audit.py draw-requests RUN --source hh-harmless --requests 80 --out FILE
+    python scripts/pair_audit.py score-requests FILE
 
 The run diagnostics count pairs whose chosen response refuses while the rejected one complies, by the GCG
 refusal markers, whose precision on these models is low (docs/evaluation.md). `draw` takes the pairs of
@@ -19,12 +21,25 @@ the same pairs (the run's own pair diagnostic, `udasa.diagnostics.pair_diagnosti
 weighs each stage's estimate by its share of the pairs. A point from a rest sample without declines sits
 at its interval's lower edge (the prior allows some). Labels must match the pairs they were drawn from (a
 rebuilt pairs file is refused).
+
+`draw-requests` / `score-requests` ask where the signal is lost: in the samples (no decline among a request's
+n samples) or in the pairing (a decline drawn but not made the chosen side). `draw-requests` takes
+``--requests`` requests of the source at random (seeded) and writes each with its flagged samples (marked or
+screened), labelled by the reader ``decline`` or ``other`` without seeing which became chosen or rejected;
+the unflagged samples count as not declining (no rest-stratum response of the pair audit declined).
+`score-requests` gives the share of requests with a declining sample, and, among those, the share whose
+chosen response declines beside chance (the declining share of their samples: a pair drawn at random) and
+the share whose rejected one does, with 2.5-97.5 percentiles of a bootstrap over requests. With
+``--prompts-out`` it also writes the drawn requests' prompts, to sample them again under other settings
+(`udasa sample --prompts`); ``--samples`` then reads those samples for the same requests (no pairs: only
+the shares of declines).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +60,15 @@ def _pairs(run: Path, source: str) -> list[dict]:
     return [p for p in rows if p["id"].rsplit("-", 1)[0] == source]
 
 
+def _keep_labels(out: Path) -> None:
+    """A drawing never overwrites a reader's work."""
+    if out.exists() and any(it.get("label") or any(f.get("label") for f in it.get("flagged", []))
+                            for it in map(json.loads, out.open())):
+        raise SystemExit(f"{out} holds labels: draw to another --out, or delete it first")
+
+
 def draw(run: Path, source: str, out: Path, rest: int, seed: int = 0) -> None:
+    _keep_labels(out)
     rng, items = random.Random(seed), []
     pairs = _pairs(run, source)
     for stage in dict.fromkeys(p["stage"] for p in pairs):
@@ -132,6 +155,78 @@ def score(path: Path, draws: int = 4000, seed: int = 0) -> dict:
     return report
 
 
+def draw_requests(run: Path, source: str, out: Path, requests: int, seed: int = 0, samples: Path | None = None,
+                  prompts_out: Path | None = None) -> None:
+    _keep_labels(out)
+    rows = [r for r in map(json.loads, (run / "scores.jsonl").open()) if r["id"].rsplit("-", 1)[0] == source]
+    drawn = random.Random(seed).sample(rows, min(requests, len(rows)))
+    if prompts_out is not None:  # the same requests, for `udasa sample --prompts` under other sampling settings
+        ids = {r["id"] for r in drawn}
+        prompts_out.write_text("".join(line for line in (run / "prompts.jsonl").open() if json.loads(line)["id"] in ids))
+    origin = {"run": str(run)}
+    if samples is not None:  # read another sampling of these requests (no pairs: availability only)
+        other = {r["id"]: r for r in map(json.loads, samples.open())}
+        missing = [r["id"] for r in drawn if r["id"] not in other]
+        if missing:
+            raise SystemExit(f"{samples}: no samples for {len(missing)} drawn requests, e.g. {missing[0]}")
+        drawn, origin = [other[r["id"]] for r in drawn], {"run": str(run), "samples": str(samples)}
+    items = [{**origin, "id": r["id"], "n": len(r["responses"]),
+              "request": r["messages"][-1]["content"] if r.get("messages") else r["prompt"],
+              "flagged": [{"index": i, "response": t, "label": ""}
+                          for i, t in enumerate(r["responses"]) if stratum(t) != "rest"]} for r in drawn]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(it, ensure_ascii=False) + "\n" for it in items))
+    print(f"wrote {len(items)} requests, {sum(len(it['flagged']) for it in items)} flagged samples to label: {out}")
+
+
+def request_shares(declines: list[set[int]], n: list[int], chosen: list[int | None], rejected: list[int | None]) -> np.ndarray:
+    """Share of requests with a declining sample; among those, the share whose chosen sample declines, chance
+    (the mean declining share of their samples) and the share whose rejected sample declines (NaN without pairs)."""
+    some = [k for k, d in enumerate(declines) if d]
+    if not some:
+        return np.array([0.0, np.nan, np.nan, np.nan])
+    side = (lambda picks: np.nan if picks[some[0]] is None else np.mean([picks[k] in declines[k] for k in some]))
+    return np.array([len(some) / len(declines), side(chosen), np.mean([len(declines[k]) / n[k] for k in some]),
+                     side(rejected)])
+
+
+def score_requests(path: Path, resamples: int = 2000, seed: int = 0) -> dict:
+    items = list(map(json.loads, path.open()))
+    for i, it in enumerate(items, 1):
+        for f in it["flagged"]:
+            if f.get("label") not in ("decline", "other"):
+                raise SystemExit(f"{path}:{i}: field 'label' of sample {f['index']} must be decline or other, "
+                                 f"got {f.get('label')!r}")
+    if not items:
+        raise SystemExit(f"{path}: no requests")
+    run, samples = _run_dir(items[0]["run"]), items[0].get("samples")
+    source = Path(samples) if samples else run / "scores.jsonl"
+    responses = {r["id"]: r["responses"] for r in map(json.loads, source.open())}
+    pairs = {} if samples else {p["id"]: p for p in map(json.loads, (run / "pairs.jsonl").open())}
+    for i, it in enumerate(items, 1):
+        if (not samples and it["id"] not in pairs) or any(
+                responses.get(it["id"], [None] * (f["index"] + 1))[f["index"]] != f["response"] for f in it["flagged"]):
+            raise SystemExit(f"{path}:{i}: request {it['id']} is not in {source} as labelled (run rebuilt?)")
+    declines = [{f["index"] for f in it["flagged"] if f["label"] == "decline"} for it in items]
+    n = [it["n"] for it in items]
+    chosen = [pairs[it["id"]]["chosen_index"] if pairs else None for it in items]
+    rejected = [pairs[it["id"]]["rejected_index"] if pairs else None for it in items]
+    point = request_shares(declines, n, chosen, rejected)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(resamples):
+        k = rng.integers(0, len(items), len(items))
+        boot.append(request_shares([declines[j] for j in k], [n[j] for j in k], [chosen[j] for j in k],
+                                   [rejected[j] for j in k]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the pair columns are all NaN for samples without pairs
+        lo, hi = np.nanpercentile(np.array(boot), [2.5, 97.5], axis=0)
+    names = ("requests_with_a_decline", "chosen_declines", "chance", "rejected_declines")
+    return {"requests": len(items), "samples_decline": round(sum(map(len, declines)) / sum(n), 3),
+            **{k: [round(float(a), 3), round(float(b), 3), round(float(c), 3)] for k, a, b, c in zip(names, point, lo, hi)
+               if not np.isnan(a)}}
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -143,11 +238,27 @@ if __name__ == "__main__":
     d.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("score")
     s.add_argument("path", type=Path)
+    dr = sub.add_parser("draw-requests")
+    dr.add_argument("run", type=Path)
+    dr.add_argument("--source", default="hh-harmless")
+    dr.add_argument("--out", type=Path, required=True)
+    dr.add_argument("--requests", type=int, default=80)
+    dr.add_argument("--seed", type=int, default=0)
+    dr.add_argument("--samples", type=Path, help="read the drawn requests' responses from this samples JSONL instead")
+    dr.add_argument("--prompts-out", type=Path, help="also write the drawn requests' prompts (for udasa sample)")
+    sr = sub.add_parser("score-requests")
+    sr.add_argument("path", type=Path)
     a = ap.parse_args()
     if a.cmd == "draw":
         if a.rest < 1:
             ap.error("--rest: at least 1 pair of the rest per stage (score weighs the rest by its sample)")
         draw(a.run, a.source, a.out, a.rest, a.seed)
+    elif a.cmd == "draw-requests":
+        draw_requests(a.run, a.source, a.out, a.requests, a.seed, a.samples, a.prompts_out)
+    elif a.cmd == "score-requests":
+        r = score_requests(a.path)
+        print(f"{r['requests']} requests; samples that decline {r['samples_decline']:.3f}; " + ", ".join(
+            f"{k.replace('_', ' ')} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for k, v in r.items() if isinstance(v, list)))
     else:
         for stage, r in score(a.path).items():
             print(f"{stage} ({r['pairs']} pairs; labelled {r['labelled']}): " + ", ".join(

@@ -85,3 +85,71 @@ def test_all_pairs_weigh_each_stage_by_its_share(tmp_path):
     assert report["b"]["direction"] == [-0.5, -0.5, -0.5]
     lo, hi = report["a"]["direction"][1:]  # a's rest was sampled (1 of 3): a real interval
     assert lo < hi
+
+
+def test_request_audit_separates_the_samples_from_the_pairing(tmp_path):
+    refuse, comply = "I'm sorry, I can't help with that.", "Sure, here is how."
+    # request 0: one decline among 4 samples, made the chosen; request 1: a flagged sample that is not a decline;
+    # request 2: nothing flagged; request 3: a decline made the rejected
+    samples = {0: [comply, refuse, "Ok.", "Fine."], 1: [comply, "Sorry, here it is anyway: do this.", "A.", "B."],
+               2: ["A.", "B.", "C.", "D."], 3: [refuse, comply, "E.", "F."]}
+    picks = {0: (1, 0), 1: (2, 1), 2: (0, 3), 3: (2, 0)}
+    scores = [{"id": f"hh-harmless-{i}", "prompt": "p", "messages": [{"role": "user", "content": f"request {i}"}],
+               "responses": r} for i, r in samples.items()]
+    pairs = [{"id": f"hh-harmless-{i}", "chosen_index": c, "rejected_index": j} for i, (c, j) in picks.items()]
+    for name, rows in (("scores.jsonl", scores), ("pairs.jsonl", pairs)):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "requests.jsonl"
+    pair_audit.draw_requests(tmp_path, "hh-harmless", out, requests=10, seed=0)
+    items = [json.loads(line) for line in out.open()]
+    assert len(items) == 4 and all("chosen" not in json.dumps(it) for it in items)  # the reader is blind to the pair
+    by_id = {it["id"]: it for it in items}
+    assert [f["index"] for f in by_id["hh-harmless-2"]["flagged"]] == []
+    assert [f["index"] for f in by_id["hh-harmless-0"]["flagged"]] == [1]  # only the flagged samples are read
+    assert [f["index"] for f in by_id["hh-harmless-1"]["flagged"]] == [1]  # an apology is screened in
+    with pytest.raises(SystemExit, match="field 'label'"):
+        pair_audit.score_requests(out)
+    for it in items:
+        for f in it["flagged"]:
+            f["label"] = "decline" if f["response"] == refuse else "other"
+    out.write_text("".join(json.dumps(it) + "\n" for it in items))
+    r = pair_audit.score_requests(out, resamples=200)
+    assert r["requests_with_a_decline"][0] == 0.5 and r["chosen_declines"][0] == 0.5
+    assert r["rejected_declines"][0] == 0.5 and r["chance"][0] == 0.25 and r["samples_decline"] == 0.125
+    with pytest.raises(SystemExit, match="holds labels"):  # a new draw never overwrites the reader's labels
+        pair_audit.draw_requests(tmp_path, "hh-harmless", out, requests=10)
+    samples[0][1] = "Rebuilt."
+    (tmp_path / "scores.jsonl").write_text("".join(
+        json.dumps({**s, "responses": samples[i]}) + "\n" for i, s in zip(samples, scores)))
+    with pytest.raises(SystemExit, match="hh-harmless-0 is not in"):
+        pair_audit.score_requests(out)
+
+
+def test_request_audit_reads_another_sampling_of_the_same_requests(tmp_path):
+    refuse = "I'm sorry, I can't help with that."
+    rows = [{"id": f"hh-harmless-{i}", "prompt": "p", "messages": [{"role": "user", "content": f"request {i}"}],
+             "responses": ["A.", "B."]} for i in range(3)]
+    (tmp_path / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"id": r["id"], "messages": r["messages"]}) + "\n"
+                                                    for r in rows + [{**rows[0], "id": "hh-helpful-0"}]))
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({**r, "responses": [refuse, "C."] if i == 0 else ["D.", "E."]}) + "\n"
+                             for i, r in enumerate(rows[:2])))
+    out, prompts = tmp_path / "requests.jsonl", tmp_path / "drawn.jsonl"
+    with pytest.raises(SystemExit, match="no samples for 1 drawn requests"):
+        pair_audit.draw_requests(tmp_path, "hh-harmless", out, requests=3, samples=other)
+    pair_audit.draw_requests(tmp_path, "hh-harmless", out, requests=2, seed=1, prompts_out=prompts)
+    drawn = {json.loads(line)["id"] for line in prompts.open()}
+    assert drawn == {json.loads(line)["id"] for line in out.open()} and len(drawn) == 2  # the same requests
+    rows_by_id = {r["id"]: r for r in rows}
+    other.write_text("".join(json.dumps({**rows_by_id[i], "responses": [refuse, "C."]}) + "\n" for i in sorted(drawn)))
+    pair_audit.draw_requests(tmp_path, "hh-harmless", out, requests=2, seed=1, samples=other)
+    items = [json.loads(line) for line in out.open()]
+    for it in items:
+        for f in it["flagged"]:
+            f["label"] = "decline"
+    out.write_text("".join(json.dumps(it) + "\n" for it in items))
+    r = pair_audit.score_requests(out, resamples=50)
+    # no pairs for another sampling: the shares of declines only
+    assert r["requests_with_a_decline"][0] == 1.0 and r["samples_decline"] == 0.5 and r["chance"][0] == 0.5
+    assert "chosen_declines" not in r and "rejected_declines" not in r
