@@ -63,7 +63,7 @@ def _pairs(run: Path, source: str) -> list[dict]:
 def _keep_labels(out: Path) -> None:
     """A drawing never overwrites a reader's work."""
     if out.exists() and any(it.get("label") or any(f.get("label") for f in it.get("flagged", []))
-                            for it in map(json.loads, out.open())):
+                            for it in map(json.loads, filter(str.strip, out.open()))):
         raise SystemExit(f"{out} holds labels: draw to another --out, or delete it first")
 
 
@@ -155,13 +155,19 @@ def score(path: Path, draws: int = 4000, seed: int = 0) -> dict:
     return report
 
 
+def _flagged(responses: list[str]) -> list[dict]:
+    return [{"index": i, "response": t, "label": ""} for i, t in enumerate(responses) if stratum(t) != "rest"]
+
+
 def draw_requests(run: Path, source: str, out: Path, requests: int, seed: int = 0, samples: Path | None = None,
                   prompts_out: Path | None = None) -> None:
     _keep_labels(out)
-    rows = [r for r in map(json.loads, (run / "scores.jsonl").open()) if r["id"].rsplit("-", 1)[0] == source]
+    paired = {p["id"] for p in _pairs(run, source)}  # a request whose pair was dropped has no chosen side
+    rows = [r for r in map(json.loads, (run / "scores.jsonl").open()) if r["id"] in paired]
     drawn = random.Random(seed).sample(rows, min(requests, len(rows)))
     if prompts_out is not None:  # the same requests, for `udasa sample --prompts` under other sampling settings
         ids = {r["id"] for r in drawn}
+        prompts_out.parent.mkdir(parents=True, exist_ok=True)
         prompts_out.write_text("".join(line for line in (run / "prompts.jsonl").open() if json.loads(line)["id"] in ids))
     origin = {"run": str(run)}
     if samples is not None:  # read another sampling of these requests (no pairs: availability only)
@@ -172,22 +178,24 @@ def draw_requests(run: Path, source: str, out: Path, requests: int, seed: int = 
         drawn, origin = [other[r["id"]] for r in drawn], {"run": str(run), "samples": str(samples)}
     items = [{**origin, "id": r["id"], "n": len(r["responses"]),
               "request": r["messages"][-1]["content"] if r.get("messages") else r["prompt"],
-              "flagged": [{"index": i, "response": t, "label": ""}
-                          for i, t in enumerate(r["responses"]) if stratum(t) != "rest"]} for r in drawn]
+              "flagged": _flagged(r["responses"])} for r in drawn]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(it, ensure_ascii=False) + "\n" for it in items))
     print(f"wrote {len(items)} requests, {sum(len(it['flagged']) for it in items)} flagged samples to label: {out}")
 
 
-def request_shares(declines: list[set[int]], n: list[int], chosen: list[int | None], rejected: list[int | None]) -> np.ndarray:
+def request_shares(declines: list[set[int]], n: list[int], chosen: list[int] | None = None,
+                   rejected: list[int] | None = None) -> np.ndarray:
     """Share of requests with a declining sample; among those, the share whose chosen sample declines, chance
     (the mean declining share of their samples) and the share whose rejected sample declines (NaN without pairs)."""
     some = [k for k, d in enumerate(declines) if d]
     if not some:
         return np.array([0.0, np.nan, np.nan, np.nan])
-    side = (lambda picks: np.nan if picks[some[0]] is None else np.mean([picks[k] in declines[k] for k in some]))
-    return np.array([len(some) / len(declines), side(chosen), np.mean([len(declines[k]) / n[k] for k in some]),
-                     side(rejected)])
+
+    def declining(picks):
+        return np.nan if picks is None else np.mean([picks[k] in declines[k] for k in some])
+    return np.array([len(some) / len(declines), declining(chosen), np.mean([len(declines[k]) / n[k] for k in some]),
+                     declining(rejected)])
 
 
 def score_requests(path: Path, resamples: int = 2000, seed: int = 0) -> dict:
@@ -200,24 +208,27 @@ def score_requests(path: Path, resamples: int = 2000, seed: int = 0) -> dict:
     if not items:
         raise SystemExit(f"{path}: no requests")
     run, samples = _run_dir(items[0]["run"]), items[0].get("samples")
-    source = Path(samples) if samples else run / "scores.jsonl"
+    source = _run_dir(samples) if samples else run / "scores.jsonl"
     responses = {r["id"]: r["responses"] for r in map(json.loads, source.open())}
-    pairs = {} if samples else {p["id"]: p for p in map(json.loads, (run / "pairs.jsonl").open())}
+    pairs = None if samples else {p["id"]: p for p in map(json.loads, (run / "pairs.jsonl").open())}
     for i, it in enumerate(items, 1):
-        if (not samples and it["id"] not in pairs) or any(
-                responses.get(it["id"], [None] * (f["index"] + 1))[f["index"]] != f["response"] for f in it["flagged"]):
+        # every sample, flagged or not, must be the one drawn: an unflagged sample of a rebuilt run may decline
+        mine = responses.get(it["id"])
+        if (pairs is not None and it["id"] not in pairs) or mine is None or len(mine) != it["n"] or [
+                (f["index"], f["response"]) for f in _flagged(mine)] != [(f["index"], f["response"]) for f in it["flagged"]]:
             raise SystemExit(f"{path}:{i}: request {it['id']} is not in {source} as labelled (run rebuilt?)")
     declines = [{f["index"] for f in it["flagged"] if f["label"] == "decline"} for it in items]
     n = [it["n"] for it in items]
-    chosen = [pairs[it["id"]]["chosen_index"] if pairs else None for it in items]
-    rejected = [pairs[it["id"]]["rejected_index"] if pairs else None for it in items]
+    chosen = None if pairs is None else [pairs[it["id"]]["chosen_index"] for it in items]
+    rejected = None if pairs is None else [pairs[it["id"]]["rejected_index"] for it in items]
     point = request_shares(declines, n, chosen, rejected)
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(resamples):
         k = rng.integers(0, len(items), len(items))
-        boot.append(request_shares([declines[j] for j in k], [n[j] for j in k], [chosen[j] for j in k],
-                                   [rejected[j] for j in k]))
+        boot.append(request_shares([declines[j] for j in k], [n[j] for j in k],
+                                   None if chosen is None else [chosen[j] for j in k],
+                                   None if rejected is None else [rejected[j] for j in k]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the pair columns are all NaN for samples without pairs
         lo, hi = np.nanpercentile(np.array(boot), [2.5, 97.5], axis=0)

@@ -89,11 +89,13 @@ def test_all_pairs_weigh_each_stage_by_its_share(tmp_path):
 
 def test_request_audit_separates_the_samples_from_the_pairing(tmp_path):
     refuse, comply = "I'm sorry, I can't help with that.", "Sure, here is how."
-    # request 0: one decline among 4 samples, made the chosen; request 1: a flagged sample that is not a decline;
-    # request 2: nothing flagged; request 3: a decline made the rejected
+    also_refuse = "I cannot help with this request."
+    # 0: one decline of 4, made the chosen; 1: a flagged sample that is not a decline; 2: nothing flagged;
+    # 3: a decline made the rejected; 4: two declines of 6, one made the chosen; 5: scored, but its pair was dropped
     samples = {0: [comply, refuse, "Ok.", "Fine."], 1: [comply, "Sorry, here it is anyway: do this.", "A.", "B."],
-               2: ["A.", "B.", "C.", "D."], 3: [refuse, comply, "E.", "F."]}
-    picks = {0: (1, 0), 1: (2, 1), 2: (0, 3), 3: (2, 0)}
+               2: ["A.", "B.", "C.", "D."], 3: [refuse, comply, "E.", "F."],
+               4: [refuse, also_refuse, "G.", "H.", "I.", "J."], 5: [refuse, "K.", "L.", "M."]}
+    picks = {0: (1, 0), 1: (2, 1), 2: (0, 3), 3: (2, 0), 4: (0, 2)}
     scores = [{"id": f"hh-harmless-{i}", "prompt": "p", "messages": [{"role": "user", "content": f"request {i}"}],
                "responses": r} for i, r in samples.items()]
     pairs = [{"id": f"hh-harmless-{i}", "chosen_index": c, "rejected_index": j} for i, (c, j) in picks.items()]
@@ -102,8 +104,9 @@ def test_request_audit_separates_the_samples_from_the_pairing(tmp_path):
     out = tmp_path / "requests.jsonl"
     pair_audit.draw_requests(tmp_path, "hh-harmless", out, requests=10, seed=0)
     items = [json.loads(line) for line in out.open()]
-    assert len(items) == 4 and all("chosen" not in json.dumps(it) for it in items)  # the reader is blind to the pair
     by_id = {it["id"]: it for it in items}
+    assert sorted(by_id) == [f"hh-harmless-{i}" for i in range(5)]  # only requests with a pair are drawn
+    assert all("chosen" not in json.dumps(it) for it in items)  # the reader is blind to the pair
     assert [f["index"] for f in by_id["hh-harmless-2"]["flagged"]] == []
     assert [f["index"] for f in by_id["hh-harmless-0"]["flagged"]] == [1]  # only the flagged samples are read
     assert [f["index"] for f in by_id["hh-harmless-1"]["flagged"]] == [1]  # an apology is screened in
@@ -111,18 +114,24 @@ def test_request_audit_separates_the_samples_from_the_pairing(tmp_path):
         pair_audit.score_requests(out)
     for it in items:
         for f in it["flagged"]:
-            f["label"] = "decline" if f["response"] == refuse else "other"
+            f["label"] = "decline" if f["response"] in (refuse, also_refuse) else "other"
     out.write_text("".join(json.dumps(it) + "\n" for it in items))
     r = pair_audit.score_requests(out, resamples=200)
-    assert r["requests_with_a_decline"][0] == 0.5 and r["chosen_declines"][0] == 0.5
-    assert r["rejected_declines"][0] == 0.5 and r["chance"][0] == 0.25 and r["samples_decline"] == 0.125
+    # requests 0, 3 and 4 draw a decline; the chosen one declines in 0 and 4, the rejected one in 3;
+    # chance is the mean of their declining shares (1/4, 1/4, 2/6), not the pooled share or 1/n
+    assert r["requests_with_a_decline"][0] == 0.6 and r["samples_decline"] == round(4 / 22, 3)
+    assert r["chosen_declines"][0] == round(2 / 3, 3) and r["rejected_declines"][0] == round(1 / 3, 3)
+    assert r["chance"][0] == round((1 / 4 + 1 / 4 + 1 / 3) / 3, 3)
     with pytest.raises(SystemExit, match="holds labels"):  # a new draw never overwrites the reader's labels
         pair_audit.draw_requests(tmp_path, "hh-harmless", out, requests=10)
-    samples[0][1] = "Rebuilt."
-    (tmp_path / "scores.jsonl").write_text("".join(
-        json.dumps({**s, "responses": samples[i]}) + "\n" for i, s in zip(samples, scores)))
-    with pytest.raises(SystemExit, match="hh-harmless-0 is not in"):
-        pair_audit.score_requests(out)
+    # a rebuilt run is refused, even where only an unflagged sample changed (it might now decline)
+    for changed in ((0, 1, "Rebuilt."), (2, 0, refuse)):
+        rebuilt = {i: list(v) for i, v in samples.items()}
+        rebuilt[changed[0]][changed[1]] = changed[2]
+        (tmp_path / "scores.jsonl").write_text("".join(
+            json.dumps({**s, "responses": rebuilt[i]}) + "\n" for i, s in zip(samples, scores)))
+        with pytest.raises(SystemExit, match=f"hh-harmless-{changed[0]} is not in"):
+            pair_audit.score_requests(out)
 
 
 def test_request_audit_reads_another_sampling_of_the_same_requests(tmp_path):
@@ -130,6 +139,8 @@ def test_request_audit_reads_another_sampling_of_the_same_requests(tmp_path):
     rows = [{"id": f"hh-harmless-{i}", "prompt": "p", "messages": [{"role": "user", "content": f"request {i}"}],
              "responses": ["A.", "B."]} for i in range(3)]
     (tmp_path / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps({"id": r["id"], "chosen_index": 0, "rejected_index": 1})
+                                                  + "\n" for r in rows))
     (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"id": r["id"], "messages": r["messages"]}) + "\n"
                                                     for r in rows + [{**rows[0], "id": "hh-helpful-0"}]))
     other = tmp_path / "other.jsonl"
