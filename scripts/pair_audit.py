@@ -32,7 +32,8 @@ chosen response declines beside chance (the declining share of their samples: a 
 the share whose rejected one does, with 2.5-97.5 percentiles of a bootstrap over requests. With
 ``--prompts-out`` it also writes the drawn requests' prompts, to sample them again under other settings
 (`udasa sample --prompts`); ``--samples`` then reads those samples for the same requests (no pairs: only
-the shares of declines).
+the shares of declines). With more than 6 samples per request it also gives the share of requests with a
+decline among their first 6, 12, ... samples: what a larger n would draw.
 """
 from __future__ import annotations
 
@@ -198,6 +199,12 @@ def request_shares(declines: list[set[int]], n: list[int], chosen: list[int] | N
                      declining(rejected)])
 
 
+def decline_within(declines: list[set[int]], sizes: list[int]) -> np.ndarray:
+    """Share of requests with a declining sample among their first k samples, for each k in ``sizes``: what
+    fewer or more samples per request would have drawn."""
+    return np.array([np.mean([any(i < k for i in d) for d in declines]) for k in sizes])
+
+
 def score_requests(path: Path, resamples: int = 2000, seed: int = 0) -> dict:
     items = list(map(json.loads, path.open()))
     for i, it in enumerate(items, 1):
@@ -221,18 +228,22 @@ def score_requests(path: Path, resamples: int = 2000, seed: int = 0) -> dict:
     n = [it["n"] for it in items]
     chosen = None if pairs is None else [pairs[it["id"]]["chosen_index"] for it in items]
     rejected = None if pairs is None else [pairs[it["id"]]["rejected_index"] for it in items]
-    point = request_shares(declines, n, chosen, rejected)
+    sizes = list(range(6, min(n), 6))  # the recipe's n is 6: what more samples per request would draw
+    point = np.concatenate([request_shares(declines, n, chosen, rejected), decline_within(declines, sizes)])
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(resamples):
         k = rng.integers(0, len(items), len(items))
-        boot.append(request_shares([declines[j] for j in k], [n[j] for j in k],
-                                   None if chosen is None else [chosen[j] for j in k],
-                                   None if rejected is None else [rejected[j] for j in k]))
+        picked = [declines[j] for j in k]
+        boot.append(np.concatenate([request_shares(picked, [n[j] for j in k],
+                                                   None if chosen is None else [chosen[j] for j in k],
+                                                   None if rejected is None else [rejected[j] for j in k]),
+                                    decline_within(picked, sizes)]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the pair columns are all NaN for samples without pairs
         lo, hi = np.nanpercentile(np.array(boot), [2.5, 97.5], axis=0)
-    names = ("requests_with_a_decline", "chosen_declines", "chance", "rejected_declines")
+    names = ("requests_with_a_decline", "chosen_declines", "chance", "rejected_declines",
+             *(f"requests_with_a_decline_in_first_{k}" for k in sizes))
     return {"requests": len(items), "samples_decline": round(sum(map(len, declines)) / sum(n), 3),
             **{k: [round(float(a), 3), round(float(b), 3), round(float(c), 3)] for k, a, b, c in zip(names, point, lo, hi)
                if not np.isnan(a)}}

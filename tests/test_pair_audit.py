@@ -164,3 +164,8 @@ def test_request_audit_reads_another_sampling_of_the_same_requests(tmp_path):
     # no pairs for another sampling: the shares of declines only
     assert r["requests_with_a_decline"][0] == 1.0 and r["samples_decline"] == 0.5 and r["chance"][0] == 0.5
     assert "chosen_declines" not in r and "rejected_declines" not in r
+
+
+def test_decline_within_counts_only_the_first_k_samples():
+    declines = [{0}, {7}, set(), {11, 3}]
+    assert list(pair_audit.decline_within(declines, [1, 4, 6, 12])) == [0.25, 0.5, 0.5, 0.75]
