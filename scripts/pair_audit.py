@@ -52,8 +52,13 @@ LABELS = ("chosen", "rejected", "both", "neither")
 STRATA = ("flagged", "rest")
 
 
+def is_flagged(text: str) -> bool:
+    """Marked by the refusal markers or screened by the wider net of decline phrases."""
+    return stratum(text) != "rest"
+
+
 def pair_stratum(pair: dict) -> str:
-    return "flagged" if stratum(pair["chosen"]) != "rest" or stratum(pair["rejected"]) != "rest" else "rest"
+    return "flagged" if is_flagged(pair["chosen"]) or is_flagged(pair["rejected"]) else "rest"
 
 
 def _pairs(run: Path, source: str) -> list[dict]:
@@ -157,7 +162,7 @@ def score(path: Path, draws: int = 4000, seed: int = 0) -> dict:
 
 
 def _flagged(responses: list[str]) -> list[dict]:
-    return [{"index": i, "response": t, "label": ""} for i, t in enumerate(responses) if stratum(t) != "rest"]
+    return [{"index": i, "response": t, "label": ""} for i, t in enumerate(responses) if is_flagged(t)]
 
 
 def draw_requests(run: Path, source: str, out: Path, requests: int, seed: int = 0, samples: Path | None = None,
@@ -229,16 +234,16 @@ def score_requests(path: Path, resamples: int = 2000, seed: int = 0) -> dict:
     chosen = None if pairs is None else [pairs[it["id"]]["chosen_index"] for it in items]
     rejected = None if pairs is None else [pairs[it["id"]]["rejected_index"] for it in items]
     sizes = list(range(6, min(n), 6))  # the recipe's n is 6: what more samples per request would draw
-    point = np.concatenate([request_shares(declines, n, chosen, rejected), decline_within(declines, sizes)])
+
+    def shares(rows) -> np.ndarray:  # every figure, over the requests ``rows`` (repeats allowed)
+        picked = [declines[j] for j in rows]
+        return np.concatenate([request_shares(picked, [n[j] for j in rows],
+                                              None if chosen is None else [chosen[j] for j in rows],
+                                              None if rejected is None else [rejected[j] for j in rows]),
+                               decline_within(picked, sizes)])
+    point = shares(range(len(items)))
     rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(resamples):
-        k = rng.integers(0, len(items), len(items))
-        picked = [declines[j] for j in k]
-        boot.append(np.concatenate([request_shares(picked, [n[j] for j in k],
-                                                   None if chosen is None else [chosen[j] for j in k],
-                                                   None if rejected is None else [rejected[j] for j in k]),
-                                    decline_within(picked, sizes)]))
+    boot = [shares(rng.integers(0, len(items), len(items))) for _ in range(resamples)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the pair columns are all NaN for samples without pairs
         lo, hi = np.nanpercentile(np.array(boot), [2.5, 97.5], axis=0)
