@@ -174,7 +174,8 @@ def draw_requests(run: Path, source: str, out: Path, requests: int, seed: int = 
     if prompts_out is not None:  # the same requests, for `udasa sample --prompts` under other sampling settings
         ids = {r["id"] for r in drawn}
         prompts_out.parent.mkdir(parents=True, exist_ok=True)
-        prompts_out.write_text("".join(line for line in (run / "prompts.jsonl").open() if json.loads(line)["id"] in ids))
+        prompts_out.write_text("".join(line for line in (run / "prompts.jsonl").open()
+                                       if json.loads(line)["id"] in ids))
     origin = {"run": str(run)}
     if samples is not None:  # read another sampling of these requests (no pairs: availability only)
         other = {r["id"]: r for r in map(json.loads, samples.open())}
@@ -226,8 +227,9 @@ def score_requests(path: Path, resamples: int = 2000, seed: int = 0) -> dict:
     for i, it in enumerate(items, 1):
         # every sample, flagged or not, must be the one drawn: an unflagged sample of a rebuilt run may decline
         mine = responses.get(it["id"])
-        if (pairs is not None and it["id"] not in pairs) or mine is None or len(mine) != it["n"] or [
-                (f["index"], f["response"]) for f in _flagged(mine)] != [(f["index"], f["response"]) for f in it["flagged"]]:
+        labelled = [(f["index"], f["response"]) for f in it["flagged"]]
+        if (pairs is not None and it["id"] not in pairs) or mine is None or len(mine) != it["n"] \
+                or [(f["index"], f["response"]) for f in _flagged(mine)] != labelled:
             raise SystemExit(f"{path}:{i}: request {it['id']} is not in {source} as labelled (run rebuilt?)")
     declines = [{f["index"] for f in it["flagged"] if f["label"] == "decline"} for it in items]
     n = [it["n"] for it in items]
@@ -250,8 +252,8 @@ def score_requests(path: Path, resamples: int = 2000, seed: int = 0) -> dict:
     names = ("requests_with_a_decline", "chosen_declines", "chance", "rejected_declines",
              *(f"requests_with_a_decline_in_first_{k}" for k in sizes))
     return {"requests": len(items), "samples_decline": round(sum(map(len, declines)) / sum(n), 3),
-            **{k: [round(float(a), 3), round(float(b), 3), round(float(c), 3)] for k, a, b, c in zip(names, point, lo, hi)
-               if not np.isnan(a)}}
+            **{k: [round(float(a), 3), round(float(b), 3), round(float(c), 3)]
+               for k, a, b, c in zip(names, point, lo, hi) if not np.isnan(a)}}
 
 
 if __name__ == "__main__":
