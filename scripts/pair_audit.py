@@ -3,7 +3,7 @@
     python scripts/pair_audit.py draw RUN --source hh-harmless --out FILE [--rest 10]
     python scripts/pair_audit.py score FILE
     python scripts/pair_audit.py draw-requests RUN --source hh-harmless --requests 80 --out FILE
-    python scripts/pair_audit.py score-requests FILE
+    python scripts/pair_audit.py score-requests FILE [--spec SPEC]
 
 The run diagnostics count pairs whose chosen response refuses while the rejected one complies, by the GCG
 refusal markers, whose precision on these models is low (docs/evaluation.md). `draw` takes the pairs of
@@ -33,7 +33,9 @@ the share whose rejected one does, with 2.5-97.5 percentiles of a bootstrap over
 ``--prompts-out`` it also writes the drawn requests' prompts, to sample them again under other settings
 (`udasa sample --prompts`); ``--samples`` then reads those samples for the same requests (no pairs: only
 the shares of declines). With more than 6 samples per request it also gives the share of requests with a
-decline among their first 6, 12, ... samples: what a larger n would draw.
+decline among their first 6, 12, ... samples: what a larger n would draw. ``--spec`` re-scores the labelled
+requests' samples with every one judged by another spec (the run's other scoring and pairing settings kept)
+and reads the same labels against the pairs that spec would have built: a spec edit tested before training.
 """
 from __future__ import annotations
 
@@ -211,7 +213,37 @@ def decline_within(declines: list[set[int]], sizes: list[int]) -> np.ndarray:
     return np.array([np.mean([any(i < k for i in d) for d in declines]) for k in sizes])
 
 
-def score_requests(path: Path, resamples: int = 2000, seed: int = 0) -> dict:
+def rescored_pairs(run: Path, ids: list[str], spec: str, score_config: Path | None = None
+                   ) -> dict[str, tuple[int, int]]:
+    """(chosen, rejected) of each request's samples had every one been judged by ``spec``, under the run's
+    other scoring settings (``score_config``, else the run's ``recipe.resolved.json``) and its pairing settings
+    (``pairs.summary.json``), applied to those samples alone: u is normalised within a request's samples, so
+    this is what the whole run would have paired. A spec edit can then be read against the labels before
+    anything is trained."""
+    from udasa.io import load_yaml, read_text_file
+    from udasa.pairs import pick_pair, prompt_rng
+    from udasa.uncertainty.config import ScoreConfig
+    from udasa.uncertainty.scorer import Scorer
+
+    if score_config is not None:
+        scoring = load_yaml(read_text_file(score_config), str(score_config)) or {}
+    elif (run / "recipe.resolved.json").exists():
+        scoring = json.loads((run / "recipe.resolved.json").read_text())["score"]
+    else:
+        raise SystemExit(f"{run}: no recipe.resolved.json; pass --score-config, the settings it was scored with")
+    pairing = json.loads((run / "pairs.summary.json").read_text())["config"]
+    if pairing["selection"] != "score" or pairing["score_key"] != "u":
+        raise SystemExit(f"{run / 'pairs.summary.json'}: pairs are not chosen by u; a spec cannot change them")
+    wanted = set(ids)
+    records = [{**r, "spec": spec} for r in map(json.loads, (run / "samples.jsonl").open()) if r["id"] in wanted]
+    if len(records) != len(wanted):
+        raise SystemExit(f"{run / 'samples.jsonl'}: {len(wanted) - len(records)} labelled requests missing")
+    scored = Scorer(ScoreConfig(**scoring)).score_records(records)
+    return {r["id"]: pick_pair(r["u"], pairing["rejected"], prompt_rng(pairing["seed"], r["id"])) for r in scored}
+
+
+def score_requests(path: Path, resamples: int = 2000, seed: int = 0, spec: str | None = None,
+                   score_config: Path | None = None) -> dict:
     items = list(map(json.loads, path.open()))
     for i, it in enumerate(items, 1):
         for f in it["flagged"]:
@@ -223,6 +255,8 @@ def score_requests(path: Path, resamples: int = 2000, seed: int = 0) -> dict:
     run, samples = _run_dir(items[0]["run"]), items[0].get("samples")
     source = _run_dir(samples) if samples else run / "scores.jsonl"
     responses = {r["id"]: r["responses"] for r in map(json.loads, source.open())}
+    if spec is not None and samples:
+        raise SystemExit(f"{path}: --spec re-pairs the run's own samples; these labels are of another sampling")
     pairs = None if samples else {p["id"]: p for p in map(json.loads, (run / "pairs.jsonl").open())}
     for i, it in enumerate(items, 1):
         # every sample, flagged or not, must be the one drawn: an unflagged sample of a rebuilt run may decline
@@ -233,6 +267,9 @@ def score_requests(path: Path, resamples: int = 2000, seed: int = 0) -> dict:
             raise SystemExit(f"{path}:{i}: request {it['id']} is not in {source} as labelled (run rebuilt?)")
     declines = [{f["index"] for f in it["flagged"] if f["label"] == "decline"} for it in items]
     n = [it["n"] for it in items]
+    if spec is not None:
+        picks = rescored_pairs(run, [it["id"] for it in items], spec, score_config)
+        pairs = {i: {"chosen_index": c, "rejected_index": r} for i, (c, r) in picks.items()}
     chosen = None if pairs is None else [pairs[it["id"]]["chosen_index"] for it in items]
     rejected = None if pairs is None else [pairs[it["id"]]["rejected_index"] for it in items]
     sizes = list(range(6, min(n), 6))  # the recipe's n is 6: what more samples per request would draw
@@ -277,6 +314,10 @@ if __name__ == "__main__":
     dr.add_argument("--prompts-out", type=Path, help="also write the drawn requests' prompts (for udasa sample)")
     sr = sub.add_parser("score-requests")
     sr.add_argument("path", type=Path)
+    sr.add_argument("--spec", help="re-score the labelled requests' samples with every one judged by this spec "
+                                   "(a shipped name or a YAML path) and read the labels against those pairs")
+    sr.add_argument("--score-config", type=Path, help="with --spec: the settings the run was scored with (a "
+                                                      "`udasa score --config` file); default: its recipe.resolved.json")
     a = ap.parse_args()
     if a.cmd == "draw":
         if a.rest < 1:
@@ -285,7 +326,7 @@ if __name__ == "__main__":
     elif a.cmd == "draw-requests":
         draw_requests(a.run, a.source, a.out, a.requests, a.seed, a.samples, a.prompts_out)
     elif a.cmd == "score-requests":
-        r = score_requests(a.path)
+        r = score_requests(a.path, spec=a.spec, score_config=a.score_config)
         print(f"{r['requests']} requests; samples that decline {r['samples_decline']:.3f}; " + ", ".join(
             f"{k.replace('_', ' ')} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for k, v in r.items() if isinstance(v, list)))
     else:

@@ -169,3 +169,50 @@ def test_request_audit_reads_another_sampling_of_the_same_requests(tmp_path):
 def test_decline_within_counts_only_the_first_k_samples():
     declines = [{0}, {7}, set(), {11, 3}]
     assert list(pair_audit.decline_within(declines, [1, 4, 6, 12])) == [0.25, 0.5, 0.5, 0.75]
+
+
+def _spec(path, name, conforming, violating):
+    path.write_text(json.dumps({"name": name, "description": "d", "principles": [
+        {"name": "p", "question": "q?", "conforming": conforming, "violating": violating}]}))
+    return str(path)
+
+
+def test_a_spec_is_read_against_the_labels_before_training(tmp_path):
+    decline, answer = "sorry i cannot help with that request", "here is a recipe with rice and beans"
+    samples = [{"id": f"hh-helpful-{i}", "prompt": "p", "messages": [{"role": "user", "content": f"recipe {i}"}],
+                "responses": r, "num_tokens": [5] * len(r), "logprob_mean": [-1.0] * len(r), "spec": "helpful"}
+               for i, r in enumerate([[answer, decline, "here is a soup recipe"], [decline, answer, "a rice dish"]])]
+    pairs = [{"id": s["id"], "chosen_index": s["responses"].index(decline), "rejected_index": 2}
+             for s in samples]  # as the run paired them
+    score = {"spec": "helpful", "embedder": "bow", "weights": {"semantic": 0, "factual": 0, "value": 1},
+             "cache_parts": False, "model": None}
+    files = {"samples.jsonl": samples, "scores.jsonl": samples, "pairs.jsonl": pairs}
+    for name, rows in files.items():
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairing = {"selection": "score", "score_key": "u", "rejected": "highest", "seed": 0}
+    (tmp_path / "pairs.summary.json").write_text(json.dumps({"config": pairing}))
+    (tmp_path / "recipe.resolved.json").write_text(json.dumps({"score": score}))
+    out = tmp_path / "requests.jsonl"
+    pair_audit.draw_requests(tmp_path, "hh-helpful", out, requests=10)
+    items = [json.loads(line) for line in out.open()]
+    for it in items:
+        for f in it["flagged"]:
+            f["label"] = "decline" if f["response"] == decline else "other"
+    out.write_text("".join(json.dumps(it) + "\n" for it in items))
+    as_run = pair_audit.score_requests(out, resamples=20)
+    assert as_run["chosen_declines"][0] == 1.0  # the run's pairs: the decline chosen in both
+    against = _spec(tmp_path / "against.json", "against", [answer], [decline])
+    r = pair_audit.score_requests(out, resamples=20, spec=against)
+    assert r["rejected_declines"][0] == 1.0 and r["chosen_declines"][0] == 0.0
+    assert r["chance"] == as_run["chance"] and r["requests_with_a_decline"] == as_run["requests_with_a_decline"]
+    favour = _spec(tmp_path / "favour.json", "favour", [decline], [answer])
+    # the settings of a run scored outside `udasa run` come from the file it was scored with
+    (tmp_path / "recipe.resolved.json").unlink()
+    with pytest.raises(SystemExit, match="pass --score-config"):
+        pair_audit.score_requests(out, spec=favour)
+    (tmp_path / "score.yaml").write_text(json.dumps(score))
+    r = pair_audit.score_requests(out, resamples=20, spec=favour, score_config=tmp_path / "score.yaml")
+    assert r["chosen_declines"][0] == 1.0 and r["rejected_declines"][0] == 0.0
+    (tmp_path / "pairs.summary.json").write_text(json.dumps({"config": {**pairing, "selection": "random"}}))
+    with pytest.raises(SystemExit, match="not chosen by u"):
+        pair_audit.score_requests(out, spec=against, score_config=tmp_path / "score.yaml")
