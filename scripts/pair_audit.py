@@ -34,8 +34,11 @@ the share whose rejected one does, with 2.5-97.5 percentiles of a bootstrap over
 (`udasa sample --prompts`); ``--samples`` then reads those samples for the same requests (no pairs: only
 the shares of declines). With more than 6 samples per request it also gives the share of requests with a
 decline among their first 6, 12, ... samples: what a larger n would draw. ``--spec`` re-scores the labelled
-requests' samples with every one judged by another spec (the run's other scoring and pairing settings kept)
-and reads the same labels against the pairs that spec would have built: a spec edit tested before training.
+requests' samples with every one judged by another spec (the run's scoring and pairing settings kept; weights,
+contrast weight and factual gate the run left unset come from that spec's ``fitted:`` block, as in a run) and
+reads the same labels against the pairs that spec would have built, leaving out requests its drop rules would
+leave unpaired: a spec edit tested before training. ``--score-config`` names the settings of a folder scored
+outside `udasa run`.
 """
 from __future__ import annotations
 
@@ -214,32 +217,56 @@ def decline_within(declines: list[set[int]], sizes: list[int]) -> np.ndarray:
 
 
 def rescored_pairs(run: Path, ids: list[str], spec: str, score_config: Path | None = None
-                   ) -> dict[str, tuple[int, int]]:
-    """(chosen, rejected) of each request's samples had every one been judged by ``spec``, under the run's
-    other scoring settings (``score_config``, else the run's ``recipe.resolved.json``) and its pairing settings
-    (``pairs.summary.json``), applied to those samples alone: u is normalised within a request's samples, so
-    this is what the whole run would have paired. A spec edit can then be read against the labels before
-    anything is trained."""
+                   ) -> dict[str, tuple[int, int] | None]:
+    """(chosen, rejected) of each request's samples had every one been judged by ``spec``, or None where the run's
+    drop rules would leave the request without a pair. The run's scoring settings (``score_config``, else its
+    ``recipe.resolved.json``; checked against the settings its scores.jsonl records) and pairing settings
+    (``pairs.summary.json``) are kept, except that weights, contrast weight and factual gate the run left unset
+    come from ``spec``'s own ``fitted:`` block (equal weights, no contrast, no gate without one), as in a run.
+    Only those samples are scored: u is normalised within a request's samples, so this is what the whole run
+    would have paired. A spec edit can then be read against the labels before anything is trained."""
+    from udasa.errors import InputError
     from udasa.io import load_yaml, read_text_file
-    from udasa.pairs import pick_pair, prompt_rng
+    from udasa.pairs import PairConfig, drop_reason, pick_pair, prompt_rng
     from udasa.uncertainty.config import ScoreConfig
     from udasa.uncertainty.scorer import Scorer
+    from udasa.uncertainty.specs import load_spec
 
+    try:
+        load_spec(spec)
+    except InputError as e:
+        raise SystemExit(f"--spec: {e}")
     if score_config is not None:
         scoring = load_yaml(read_text_file(score_config), str(score_config)) or {}
     elif (run / "recipe.resolved.json").exists():
         scoring = json.loads((run / "recipe.resolved.json").read_text())["score"]
     else:
         raise SystemExit(f"{run}: no recipe.resolved.json; pass --score-config, the settings it was scored with")
-    pairing = json.loads((run / "pairs.summary.json").read_text())["config"]
-    if pairing["selection"] != "score" or pairing["score_key"] != "u":
-        raise SystemExit(f"{run / 'pairs.summary.json'}: pairs are not chosen by u; a spec cannot change them")
+    config = ScoreConfig(**scoring)
     wanted = set(ids)
+    scored_run = {r["id"]: r for r in map(json.loads, (run / "scores.jsonl").open()) if r["id"] in wanted}
+    recorded = next(iter(scored_run.values()))["scoring"]
+    if config.settings() != recorded:
+        raise SystemExit(f"{score_config or run / 'recipe.resolved.json'}: not the settings {run / 'scores.jsonl'} "
+                         f"was scored with ({recorded})")
+    pairing = PairConfig(**json.loads((run / "pairs.summary.json").read_text())["config"])
+    if pairing.selection != "score" or pairing.score_key != "u":
+        raise SystemExit(f"{run / 'pairs.summary.json'}: pairs are not chosen by u; a spec cannot change them")
     records = [{**r, "spec": spec} for r in map(json.loads, (run / "samples.jsonl").open()) if r["id"] in wanted]
     if len(records) != len(wanted):
         raise SystemExit(f"{run / 'samples.jsonl'}: {len(wanted) - len(records)} labelled requests missing")
-    scored = Scorer(ScoreConfig(**scoring)).score_records(records)
-    return {r["id"]: pick_pair(r["u"], pairing["rejected"], prompt_rng(pairing["seed"], r["id"])) for r in scored}
+    for r in records:  # the labels were checked against scores.jsonl: the samples must be the ones scored
+        if r["responses"] != scored_run[r["id"]]["responses"]:
+            raise SystemExit(f"{run / 'samples.jsonl'}: request {r['id']} differs from {run / 'scores.jsonl'}")
+    picks = {}
+    for rec in Scorer(config).score_records(records):
+        u, texts = rec["u"], rec["responses"]
+        picked = pick_pair(u, pairing.rejected, prompt_rng(pairing.seed, rec["id"]))
+        if picked is not None and drop_reason(texts[picked[0]], texts[picked[1]], u[picked[1]] - u[picked[0]],
+                                              pairing):
+            picked = None
+        picks[rec["id"]] = picked
+    return picks
 
 
 def score_requests(path: Path, resamples: int = 2000, seed: int = 0, spec: str | None = None,
@@ -265,30 +292,38 @@ def score_requests(path: Path, resamples: int = 2000, seed: int = 0, spec: str |
         if (pairs is not None and it["id"] not in pairs) or mine is None or len(mine) != it["n"] \
                 or [(f["index"], f["response"]) for f in _flagged(mine)] != labelled:
             raise SystemExit(f"{path}:{i}: request {it['id']} is not in {source} as labelled (run rebuilt?)")
-    declines = [{f["index"] for f in it["flagged"] if f["label"] == "decline"} for it in items]
-    n = [it["n"] for it in items]
+    unpaired = 0
     if spec is not None:
         picks = rescored_pairs(run, [it["id"] for it in items], spec, score_config)
-        pairs = {i: {"chosen_index": c, "rejected_index": r} for i, (c, r) in picks.items()}
+        unpaired = sum(picks[it["id"]] is None for it in items)  # left out: no chosen side to read
+        items = [it for it in items if picks[it["id"]] is not None]
+        if not items:
+            raise SystemExit(f"{path}: no labelled request has a pair under {spec}")
+        pairs = {rid: {"chosen_index": pick[0], "rejected_index": pick[1]} for rid, pick in picks.items() if pick}
+    declines = [{f["index"] for f in it["flagged"] if f["label"] == "decline"} for it in items]
+    n = [it["n"] for it in items]
     chosen = None if pairs is None else [pairs[it["id"]]["chosen_index"] for it in items]
     rejected = None if pairs is None else [pairs[it["id"]]["rejected_index"] for it in items]
     sizes = list(range(6, min(n), 6))  # the recipe's n is 6: what more samples per request would draw
 
     def shares(rows) -> np.ndarray:  # every figure, over the requests ``rows`` (repeats allowed)
         picked = [declines[j] for j in rows]
-        return np.concatenate([request_shares(picked, [n[j] for j in rows],
-                                              None if chosen is None else [chosen[j] for j in rows],
-                                              None if rejected is None else [rejected[j] for j in rows]),
-                               decline_within(picked, sizes)])
+        some, chose, chance, rejects = request_shares(picked, [n[j] for j in rows],
+                                                      None if chosen is None else [chosen[j] for j in rows],
+                                                      None if rejected is None else [rejected[j] for j in rows])
+        # pairs that reject a decline minus pairs that choose one: what the pairs teach, counted in pairs
+        net = (rejects - chose) * some * len(rows)
+        return np.concatenate([[some, chose, chance, rejects, net], decline_within(picked, sizes)])
     point = shares(range(len(items)))
     rng = np.random.default_rng(seed)
     boot = [shares(rng.integers(0, len(items), len(items))) for _ in range(resamples)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the pair columns are all NaN for samples without pairs
         lo, hi = np.nanpercentile(np.array(boot), [2.5, 97.5], axis=0)
-    names = ("requests_with_a_decline", "chosen_declines", "chance", "rejected_declines",
+    names = ("requests_with_a_decline", "chosen_declines", "chance", "rejected_declines", "net_pairs_against_a_decline",
              *(f"requests_with_a_decline_in_first_{k}" for k in sizes))
-    return {"requests": len(items), "samples_decline": round(sum(map(len, declines)) / sum(n), 3),
+    return {"requests": len(items), **({"unpaired_under_spec": unpaired} if spec is not None else {}),
+            "samples_decline": round(sum(map(len, declines)) / sum(n), 3),
             **{k: [round(float(a), 3), round(float(b), 3), round(float(c), 3)]
                for k, a, b, c in zip(names, point, lo, hi) if not np.isnan(a)}}
 
@@ -315,7 +350,8 @@ if __name__ == "__main__":
     sr = sub.add_parser("score-requests")
     sr.add_argument("path", type=Path)
     sr.add_argument("--spec", help="re-score the labelled requests' samples with every one judged by this spec "
-                                   "(a shipped name or a YAML path) and read the labels against those pairs")
+                                   "(a shipped name or a YAML path; weights the run left unset come from its "
+                                   "fitted: block) and read the labels against the pairs it would have built")
     sr.add_argument("--score-config", type=Path, help="with --spec: the settings the run was scored with (a "
                                                       "`udasa score --config` file); default: its recipe.resolved.json")
     a = ap.parse_args()
@@ -326,7 +362,12 @@ if __name__ == "__main__":
     elif a.cmd == "draw-requests":
         draw_requests(a.run, a.source, a.out, a.requests, a.seed, a.samples, a.prompts_out)
     elif a.cmd == "score-requests":
-        r = score_requests(a.path, spec=a.spec, score_config=a.score_config)
+        if a.score_config is not None and a.spec is None:
+            ap.error("--score-config: only with --spec")
+        spec = a.spec if a.spec is None or not a.spec.endswith((".yaml", ".yml", ".json")) else str(_run_dir(a.spec))
+        r = score_requests(a.path, spec=spec, score_config=a.score_config)
+        if r.get("unpaired_under_spec"):
+            print(f"{r['unpaired_under_spec']} labelled requests would have no pair under {a.spec}: left out")
         print(f"{r['requests']} requests; samples that decline {r['samples_decline']:.3f}; " + ", ".join(
             f"{k.replace('_', ' ')} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for k, v in r.items() if isinstance(v, list)))
     else:

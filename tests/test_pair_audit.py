@@ -122,6 +122,7 @@ def test_request_audit_separates_the_samples_from_the_pairing(tmp_path):
     assert r["requests_with_a_decline"][0] == 0.6 and r["samples_decline"] == round(4 / 22, 3)
     assert r["chosen_declines"][0] == round(2 / 3, 3) and r["rejected_declines"][0] == round(1 / 3, 3)
     assert r["chance"][0] == round((1 / 4 + 1 / 4 + 1 / 3) / 3, 3)
+    assert r["net_pairs_against_a_decline"][0] == -1.0  # one pair rejects a decline, two choose one
     with pytest.raises(SystemExit, match="holds labels"):  # a new draw never overwrites the reader's labels
         pair_audit.draw_requests(tmp_path, "hh-harmless", out, requests=10)
     # a rebuilt run is refused, even where only an unflagged sample changed (it might now decline)
@@ -178,20 +179,22 @@ def _spec(path, name, conforming, violating):
 
 
 def test_a_spec_is_read_against_the_labels_before_training(tmp_path):
+    from udasa.pairs import PairConfig, build_pairs
+    from udasa.uncertainty.config import ScoreConfig
+    from udasa.uncertainty.scorer import score
+
     decline, answer = "sorry i cannot help with that request", "here is a recipe with rice and beans"
+    texts = [[answer, decline, "here is a soup recipe"], [decline, answer, "a rice dish"],
+             [decline, "a bean stew", "the recipe uses corn"]]
     samples = [{"id": f"hh-helpful-{i}", "prompt": "p", "messages": [{"role": "user", "content": f"recipe {i}"}],
-                "responses": r, "num_tokens": [5] * len(r), "logprob_mean": [-1.0] * len(r), "spec": "helpful"}
-               for i, r in enumerate([[answer, decline, "here is a soup recipe"], [decline, answer, "a rice dish"]])]
-    pairs = [{"id": s["id"], "chosen_index": s["responses"].index(decline), "rejected_index": 2}
-             for s in samples]  # as the run paired them
-    score = {"spec": "helpful", "embedder": "bow", "weights": {"semantic": 0, "factual": 0, "value": 1},
-             "cache_parts": False, "model": None}
-    files = {"samples.jsonl": samples, "scores.jsonl": samples, "pairs.jsonl": pairs}
-    for name, rows in files.items():
-        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    pairing = {"selection": "score", "score_key": "u", "rejected": "highest", "seed": 0}
-    (tmp_path / "pairs.summary.json").write_text(json.dumps({"config": pairing}))
-    (tmp_path / "recipe.resolved.json").write_text(json.dumps({"score": score}))
+                "responses": r, "num_tokens": [5] * len(r), "logprob_mean": [-1.0, -1.5, -2.0], "spec": "helpful"}
+               for i, r in enumerate(texts)]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in samples))
+    settings = {"spec": "helpful", "embedder": "bow", "weights": {"semantic": 0, "factual": 0, "value": 1},
+                "cache_parts": False, "model": None}
+    score(tmp_path / "samples.jsonl", tmp_path / "scores.jsonl", ScoreConfig(**settings), progress=False)
+    build_pairs(tmp_path / "scores.jsonl", tmp_path / "pairs.jsonl", PairConfig())
+    (tmp_path / "recipe.resolved.json").write_text(json.dumps({"score": settings}))
     out = tmp_path / "requests.jsonl"
     pair_audit.draw_requests(tmp_path, "hh-helpful", out, requests=10)
     items = [json.loads(line) for line in out.open()]
@@ -200,19 +203,38 @@ def test_a_spec_is_read_against_the_labels_before_training(tmp_path):
             f["label"] = "decline" if f["response"] == decline else "other"
     out.write_text("".join(json.dumps(it) + "\n" for it in items))
     as_run = pair_audit.score_requests(out, resamples=20)
-    assert as_run["chosen_declines"][0] == 1.0  # the run's pairs: the decline chosen in both
-    against = _spec(tmp_path / "against.json", "against", [answer], [decline])
+    # re-scored under the run's own spec, the samples pair exactly as the run paired them
+    ran = {p["id"]: (p["chosen_index"], p["rejected_index"])
+           for p in map(json.loads, (tmp_path / "pairs.jsonl").open())}
+    assert pair_audit.rescored_pairs(tmp_path, list(ran), "helpful") == ran
+    against = _spec(tmp_path / "against.json", "against", [answer, "a bean stew"], [decline])
     r = pair_audit.score_requests(out, resamples=20, spec=against)
+    assert r["requests_with_a_decline"][0] == 1.0 and r["unpaired_under_spec"] == 0
     assert r["rejected_declines"][0] == 1.0 and r["chosen_declines"][0] == 0.0
-    assert r["chance"] == as_run["chance"] and r["requests_with_a_decline"] == as_run["requests_with_a_decline"]
-    favour = _spec(tmp_path / "favour.json", "favour", [decline], [answer])
-    # the settings of a run scored outside `udasa run` come from the file it was scored with
+    assert r["net_pairs_against_a_decline"][0] == 3.0
+    favour = _spec(tmp_path / "favour.json", "favour", [decline], [answer, "a bean stew"])
+    r = pair_audit.score_requests(out, resamples=20, spec=favour)
+    assert r["chosen_declines"][0] == 1.0 and r["net_pairs_against_a_decline"][0] == -3.0
+    assert as_run["chance"] == r["chance"]  # chance does not depend on the pairs; the readings above do
+    # a spec under which every sample scores alike leaves no pair (Δu = 0, the run's drop rule)
+    blind = _spec(tmp_path / "blind.json", "blind", ["zzz"], ["qqq"])
+    assert set(pair_audit.rescored_pairs(tmp_path, list(ran), blind).values()) == {None}
+    with pytest.raises(SystemExit, match="no labelled request has a pair"):
+        pair_audit.score_requests(out, spec=blind)
+    # the settings of a folder scored outside `udasa run` come from the file it was scored with, and must be those
     (tmp_path / "recipe.resolved.json").unlink()
     with pytest.raises(SystemExit, match="pass --score-config"):
         pair_audit.score_requests(out, spec=favour)
-    (tmp_path / "score.yaml").write_text(json.dumps(score))
+    (tmp_path / "score.yaml").write_text(json.dumps(settings))
     r = pair_audit.score_requests(out, resamples=20, spec=favour, score_config=tmp_path / "score.yaml")
     assert r["chosen_declines"][0] == 1.0 and r["rejected_declines"][0] == 0.0
-    (tmp_path / "pairs.summary.json").write_text(json.dumps({"config": {**pairing, "selection": "random"}}))
+    (tmp_path / "other.yaml").write_text(json.dumps({**settings, "normalization": "minmax"}))
+    with pytest.raises(SystemExit, match="not the settings"):
+        pair_audit.score_requests(out, spec=favour, score_config=tmp_path / "other.yaml")
+    with pytest.raises(SystemExit, match="--spec"):
+        pair_audit.score_requests(out, spec=str(tmp_path / "missing.yaml"), score_config=tmp_path / "score.yaml")
+    summary = json.loads((tmp_path / "pairs.summary.json").read_text())
+    summary["config"]["selection"] = "random"
+    (tmp_path / "pairs.summary.json").write_text(json.dumps(summary))
     with pytest.raises(SystemExit, match="not chosen by u"):
         pair_audit.score_requests(out, spec=against, score_config=tmp_path / "score.yaml")

@@ -137,6 +137,17 @@ def read_scores(path: str, score_key: str):
         yield line, {**rec, "id": pid}, messages, responses, [float(s) for s in scores]
 
 
+def drop_reason(chosen: str, rejected: str, delta: float, cfg: PairConfig) -> str | None:
+    """Why a picked pair is not kept (a key of DROP_REASONS), or None when it is."""
+    if chosen.strip() == rejected.strip():
+        return "identical_text" if chosen.strip() else "empty_response"
+    if not chosen.strip() or not rejected.strip():
+        return "empty_response"
+    if cfg.selection == "score" and (delta <= 0 or delta < cfg.min_delta):
+        return "delta_below_min"
+    return None
+
+
 def build_pairs(scores_path: str | Path, out_path: str | Path, config: PairConfig | None = None) -> dict:
     """Write pairs.jsonl (and pairs.summary.json next to it); return the summary."""
     cfg = config or PairConfig()
@@ -162,14 +173,7 @@ def build_pairs(scores_path: str | Path, out_path: str | Path, config: PairConfi
         ci, ri = picked
         chosen, rejected = responses[ci], responses[ri]
         delta = scores[ri] - scores[ci]
-        if chosen.strip() == rejected.strip():
-            reason = "identical_text" if chosen.strip() else "empty_response"
-        elif not chosen.strip() or not rejected.strip():
-            reason = "empty_response"
-        elif cfg.selection == "score" and (delta <= 0 or delta < cfg.min_delta):
-            reason = "delta_below_min"
-        else:
-            reason = None
+        reason = drop_reason(chosen, rejected, delta, cfg)
         if reason:
             dropped[reason] += 1
             continue
