@@ -223,11 +223,11 @@ def rescored_pairs(run: Path, ids: list[str], spec: str, score_config: Path | No
     ``recipe.resolved.json``; checked against the settings its scores.jsonl records) and pairing settings
     (``pairs.summary.json``) are kept, except that weights, contrast weight and factual gate the run left unset
     come from ``spec``'s own ``fitted:`` block (equal weights, no contrast, no gate without one), as in a run.
-    Only those samples are scored: u is normalised within a request's samples, so this is what the whole run
-    would have paired. A spec edit can then be read against the labels before anything is trained."""
+    Only those requests' samples are scored again, from scores.jsonl: u is normalised within a request's samples,
+    so this is what the whole run would have paired. A spec edit can then be read against the labels before anything is trained."""
     from udasa.errors import InputError
     from udasa.io import load_yaml, read_text_file
-    from udasa.pairs import PairConfig, drop_reason, pick_pair, prompt_rng
+    from udasa.pairs import PairConfig, choose_pair
     from udasa.uncertainty.config import ScoreConfig
     from udasa.uncertainty.scorer import Scorer
     from udasa.uncertainty.specs import load_spec
@@ -252,21 +252,9 @@ def rescored_pairs(run: Path, ids: list[str], spec: str, score_config: Path | No
     pairing = PairConfig(**json.loads((run / "pairs.summary.json").read_text())["config"])
     if pairing.selection != "score" or pairing.score_key != "u":
         raise SystemExit(f"{run / 'pairs.summary.json'}: pairs are not chosen by u; a spec cannot change them")
-    records = [{**r, "spec": spec} for r in map(json.loads, (run / "samples.jsonl").open()) if r["id"] in wanted]
-    if len(records) != len(wanted):
-        raise SystemExit(f"{run / 'samples.jsonl'}: {len(wanted) - len(records)} labelled requests missing")
-    for r in records:  # the labels were checked against scores.jsonl: the samples must be the ones scored
-        if r["responses"] != scored_run[r["id"]]["responses"]:
-            raise SystemExit(f"{run / 'samples.jsonl'}: request {r['id']} differs from {run / 'scores.jsonl'}")
-    picks = {}
-    for rec in Scorer(config).score_records(records):
-        u, texts = rec["u"], rec["responses"]
-        picked = pick_pair(u, pairing.rejected, prompt_rng(pairing.seed, rec["id"]))
-        if picked is not None and drop_reason(texts[picked[0]], texts[picked[1]], u[picked[1]] - u[picked[0]],
-                                              pairing):
-            picked = None
-        picks[rec["id"]] = picked
-    return picks
+    # scores.jsonl keeps what scoring reads of each sample (texts, token counts, mean log-probs)
+    scored = Scorer(config).score_records([{**r, "spec": spec} for r in scored_run.values()])
+    return {rec["id"]: choose_pair(rec["id"], rec["responses"], rec["u"], pairing)[0] for rec in scored}
 
 
 def score_requests(path: Path, resamples: int = 2000, seed: int = 0, spec: str | None = None,

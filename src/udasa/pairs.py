@@ -137,15 +137,27 @@ def read_scores(path: str, score_key: str):
         yield line, {**rec, "id": pid}, messages, responses, [float(s) for s in scores]
 
 
-def drop_reason(chosen: str, rejected: str, delta: float, cfg: PairConfig) -> str | None:
-    """Why a picked pair is not kept (a key of DROP_REASONS), or None when it is."""
-    if chosen.strip() == rejected.strip():
-        return "identical_text" if chosen.strip() else "empty_response"
-    if not chosen.strip() or not rejected.strip():
-        return "empty_response"
+def choose_pair(prompt_id: str, responses: list[str], scores: list[float], cfg: PairConfig
+                ) -> tuple[tuple[int, int] | None, str | None]:
+    """The (chosen, rejected) indices ``cfg`` keeps for one prompt, or None and why not (a key of DROP_REASONS)."""
+    if len(responses) < 2:
+        return None, "too_few_responses"
+    rng = prompt_rng(cfg.seed, prompt_id)
+    if cfg.selection == "random":
+        picked = random_pair(responses, rng)
+        if picked is None:
+            return None, "identical_text"
+    else:
+        picked = pick_pair(scores, cfg.rejected, rng)
+    chosen, rejected = (responses[k].strip() for k in picked)
+    if chosen == rejected:
+        return None, "identical_text" if chosen else "empty_response"
+    if not chosen or not rejected:
+        return None, "empty_response"
+    delta = scores[picked[1]] - scores[picked[0]]
     if cfg.selection == "score" and (delta <= 0 or delta < cfg.min_delta):
-        return "delta_below_min"
-    return None
+        return None, "delta_below_min"
+    return picked, None
 
 
 def build_pairs(scores_path: str | Path, out_path: str | Path, config: PairConfig | None = None) -> dict:
@@ -159,24 +171,13 @@ def build_pairs(scores_path: str | Path, out_path: str | Path, config: PairConfi
     prompts = 0
     for _, rec, messages, responses, scores in read_scores(scores_path, cfg.score_key):
         prompts += 1
-        rng = prompt_rng(cfg.seed, rec["id"])
-        if len(responses) < 2:
-            dropped["too_few_responses"] += 1
-            continue
-        if cfg.selection == "random":
-            picked = random_pair(responses, rng)
-            if picked is None:
-                dropped["identical_text"] += 1
-                continue
-        else:
-            picked = pick_pair(scores, cfg.rejected, rng)
-        ci, ri = picked
-        chosen, rejected = responses[ci], responses[ri]
-        delta = scores[ri] - scores[ci]
-        reason = drop_reason(chosen, rejected, delta, cfg)
+        picked, reason = choose_pair(rec["id"], responses, scores, cfg)
         if reason:
             dropped[reason] += 1
             continue
+        ci, ri = picked
+        chosen, rejected = responses[ci], responses[ri]
+        delta = scores[ri] - scores[ci]
         kept.append({"id": rec["id"], "prompt": rec.get("prompt") or messages[-1]["content"], "messages": messages,
                      "chosen": chosen, "rejected": rejected, "chosen_index": ci, "rejected_index": ri,
                      "u_chosen": scores[ci], "u_rejected": scores[ri], "delta_u": round(delta, 6),
