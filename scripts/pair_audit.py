@@ -224,7 +224,8 @@ def rescored_pairs(run: Path, ids: list[str], spec: str, score_config: Path | No
     (``pairs.summary.json``) are kept, except that weights, contrast weight and factual gate the run left unset
     come from ``spec``'s own ``fitted:`` block (equal weights, no contrast, no gate without one), as in a run.
     Only those requests' samples are scored again, from scores.jsonl: u is normalised within a request's samples,
-    so this is what the whole run would have paired. A spec edit can then be read against the labels before anything is trained."""
+    so this is what the whole run would have paired. A spec edit can then be read against the labels before
+    anything is trained."""
     from udasa.errors import InputError
     from udasa.io import load_yaml, read_text_file
     from udasa.pairs import PairConfig, choose_pair
