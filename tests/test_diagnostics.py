@@ -1,4 +1,6 @@
 """Run diagnostics: independent checks of the training pairs and the training curves."""
+import json
+
 import pytest
 
 from udasa.diagnostics import pair_diagnostics, training_curves
@@ -53,3 +55,34 @@ def test_training_curves_group_by_stage_and_summarise_the_end():
     assert c["moderate"]["step"] == [1, 2, 3, 4]
     assert c["conservative"]["margin_end"] == pytest.approx(0.4)  # the last quarter: one of four steps
     assert c["conservative"]["loss_end"] == pytest.approx(0.3)
+    assert (c["conservative"]["pairs"], c["conservative"]["pairs_trained"]) == (None, None)  # not recorded
+
+
+def test_training_curves_count_the_pairs_each_stage_trained():
+    rows = [{"event": "log", "stage": s, "stage_index": i, "step": 1, "loss": 0.6}
+            for i, s in enumerate(["conservative", "moderate"])]
+    rows += [{"event": "stage_end", "stage": "conservative", "pairs": 350, "pairs_trained": 240},
+             # an older log: the reference cache was looked up once per pair TRL kept
+             {"event": "stage_end", "stage": "moderate", "pairs": 349, "ref_cache": {"hits": 200, "misses": 43}}]
+    c = training_curves(rows)
+    assert (c["conservative"]["pairs"], c["conservative"]["pairs_trained"]) == (350, 240)
+    assert (c["moderate"]["pairs"], c["moderate"]["pairs_trained"]) == (349, 243)
+
+
+def test_training_section_shows_pairs_not_trained(tmp_path):
+    from types import SimpleNamespace
+
+    from udasa.run_report import _kept_note, _training_section
+
+    rows = [{"event": "log", "stage": "all", "stage_index": 0, "step": k, "loss": 0.6} for k in (1, 2)]
+    for name, kept in (("udasa", 724), ("random-pair", 1048)):
+        (tmp_path / name).mkdir()
+        log = rows + [{"event": "stage_end", "stage": "all", "pairs": 1048, "pairs_trained": kept}]
+        (tmp_path / name / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    trained = [SimpleNamespace(name=n, method="dpo", model_dir=tmp_path / n) for n in ("udasa", "random-pair")]
+    lines, curves = _training_section(trained, tmp_path)
+    text = "\n".join(lines)
+    assert "| udasa | all | 724 of 1048 | 2 |" in text and "| random-pair | all | 1048 | 2 |" in text
+    assert "Pairs not trained" in text and "udasa 324" in text and "random-pair 0" not in text
+    assert _kept_note(curves["udasa"]) == " (724 of them kept by TRL: the others' prompts fill `max_length`)"
+    assert _kept_note(curves["random-pair"]) == ""

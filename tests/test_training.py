@@ -209,3 +209,78 @@ def test_lora_start_does_not_depend_on_what_the_process_did_before(tiny_model_pa
         train(pairs, out, cfg(tiny_model_path, tmp_path, use_lora=True, lora_target_modules=["q_proj", "v_proj"]))
         ends.append(stage_rec(out, "stage-1-all")["end_weights"])
     assert ends[0] == ends[1]
+
+
+def test_pairs_whose_prompt_fills_max_length_are_counted_or_trimmed(tiny_model_path, tmp_path):
+    """TRL drops a pair whose prompt alone fills max_length: the stage records how many it trained and
+    warns; trim_long_prompts drops the earliest turns instead and trains every pair."""
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n_per_stage=4, stages=["all"])
+    recs = [json.loads(x) for x in pairs.read_text().splitlines()]
+    long_turn = "tell me more about it " * 40  # far beyond max_length = 64 tokens
+    for r in recs[:2]:
+        r["messages"] = [{"role": "user", "content": long_turn}, {"role": "assistant", "content": "ok"},
+                         {"role": "user", "content": r["prompt"]}]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+    out = tmp_path / "as-is"
+    with pytest.warns(UserWarning, match=r"2 of 4 pairs have a prompt of max_length \(64\)"):
+        train(pairs, out, cfg(tiny_model_path, tmp_path, max_steps=1))
+    rec = stage_rec(out, "stage-1-all")
+    assert (rec["pairs"], rec["pairs_trained"], rec["prompts_trimmed"], rec["ref_cache"]["misses"]) == (4, 2, 0, 2)
+
+    out = tmp_path / "trimmed"
+    train(pairs, out, cfg(tiny_model_path, tmp_path, max_steps=1, trim_long_prompts=True))
+    rec = stage_rec(out, "stage-1-all")
+    # the trimmed prompts are new sequences: their reference numbers are computed, not taken from the cache
+    assert (rec["pairs"], rec["pairs_trained"], rec["prompts_trimmed"], rec["ref_cache"]["misses"]) == (4, 4, 2, 2)
+
+
+def test_trim_prompt_keeps_the_system_message_and_the_latest_turns():
+    from udasa.training.data import trim_prompt
+
+    def turn(role, n):
+        return {"role": role, "content": "x" * n}
+
+    msgs = [turn("system", 1), turn("user", 5), turn("assistant", 5), turn("user", 3), turn("assistant", 2),
+            turn("user", 4)]
+    length = lambda m: sum(len(x["content"]) for x in m)  # noqa: E731
+    assert trim_prompt(msgs, 100, length) == msgs
+    assert trim_prompt(msgs, 10, length) == [msgs[0], msgs[3], msgs[4], msgs[5]]  # starts on a user turn
+    assert trim_prompt(msgs, 6, length) == [msgs[0], msgs[5]]
+    assert trim_prompt(msgs, 2, length) == [msgs[0], msgs[5]]  # the last turn is never dropped
+    assert trim_prompt(msgs[1:], 4, length) == [msgs[5]]
+
+    # a trimmed prompt is another sequence: it must not share the untrimmed pair's reference-cache key
+    from udasa.training.data import Stage, pair_key, to_rows
+
+    p = {"format": "chat", "messages": msgs, "chosen": "a", "rejected": "b", "pair_key": pair_key(msgs, "a", "b")}
+    row, = to_rows(Stage(0, "all", [p]), lambda q: trim_prompt(q["messages"], 6, length))
+    assert row["prompt"] == [msgs[0], msgs[5]]
+    assert row["pair_key"] == pair_key([msgs[0], msgs[5]], "a", "b") != p["pair_key"]
+    assert to_rows(Stage(0, "all", [p]))[0] == {**row, "prompt": msgs, "pair_key": p["pair_key"]}
+
+
+def test_fitter_trims_just_enough_for_prompt_and_the_longer_response(tiny_model_path):
+    from transformers import AutoTokenizer
+
+    from udasa.training.trainer import _fitter
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+
+    def length(messages, response):
+        text = tok.apply_chat_template(messages + [{"role": "assistant", "content": response}], tokenize=False)
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    turns = []
+    for k in range(6):
+        turns += [{"role": "user", "content": f"question number {k} about the weather"},
+                  {"role": "assistant", "content": f"answer number {k}"}]
+    pair = {"messages": turns + [{"role": "user", "content": "and tomorrow?"}],
+            "chosen": "Sunny.", "rejected": "It will rain all day long, with strong winds from the west."}
+    budget = length(pair["messages"][-5:], pair["rejected"])  # room for the last two exchanges and the last turn
+    kept = _fitter(tok, budget)(pair)
+    assert kept == pair["messages"][-5:]
+    assert max(length(kept, pair["chosen"]), length(kept, pair["rejected"])) <= budget
+    # the longer response sets the budget: with room for the shorter one only, more turns would have stayed
+    assert _fitter(tok, length(pair["messages"][-7:], pair["chosen"]))(pair) != pair["messages"][-7:]
+    assert _fitter(tok, 10_000)(pair) == pair["messages"]

@@ -61,11 +61,24 @@ def pair_diagnostics(pairs: list[dict], n_resamples: int = 2000) -> dict:
     return out
 
 
+def _pairs_trained(stage_end: dict) -> int | None:
+    """Pairs a stage trained on. Logs written before udasa recorded it still tell it: the reference cache
+    was looked up once for each pair TRL kept."""
+    if "pairs_trained" in stage_end:
+        return stage_end["pairs_trained"]
+    cache = stage_end.get("ref_cache") or {}
+    return cache["hits"] + cache["misses"] if "hits" in cache and "misses" in cache else None
+
+
 def training_curves(log_rows: list[dict]) -> dict[str, dict]:
     """train_log.jsonl -> per stage (in training order): steps and the DPO loss, reward margin and reward
-    accuracy at each logged step, and their means over the stage's last quarter of steps."""
+    accuracy at each logged step, and their means over the stage's last quarter of steps; the stage's pairs
+    and how many of them were trained (TRL drops a pair whose prompt alone fills max_length)."""
     curves: dict[str, dict] = {}
+    trained = {}
     for r in log_rows:
+        if r.get("event") == "stage_end":
+            trained[r.get("stage", "all")] = (r.get("pairs"), _pairs_trained(r))
         if r.get("event") != "log":
             continue
         c = curves.setdefault(r.get("stage", "all"), {"stage_index": r.get("stage_index", 0), "step": [], "loss": [],
@@ -74,7 +87,8 @@ def training_curves(log_rows: list[dict]) -> dict[str, dict]:
         c["loss"].append(r.get("loss"))
         c["margin"].append(r.get("rewards/margins"))
         c["accuracy"].append(r.get("rewards/accuracies"))
-    for c in curves.values():
+    for stage, c in curves.items():
+        c["pairs"], c["pairs_trained"] = trained.get(stage, (None, None))
         tail = max(1, len(c["step"]) // 4)
         for k in ("loss", "margin", "accuracy"):
             vals = [v for v in c[k][-tail:] if v is not None]

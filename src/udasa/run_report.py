@@ -225,11 +225,16 @@ def _training_section(trained: list, outdir: Path) -> tuple[list[str], dict]:
     lines = ["## Training", "",
              "DPO loss, reward margin (β·log-ratio of chosen minus rejected, nats) and reward accuracy over the last "
              "quarter of each stage's logged steps.", "",
-             "| model | stage | steps | loss | margin | accuracy |", "|---|---|---|---|---|---|"]
+             "| model | stage | pairs trained | steps | loss | margin | accuracy |", "|---|---|---|---|---|---|---|"]
     for name, stages in curves.items():
         for stage, c in stages.items():
-            lines.append(f"| {name} | {stage} | {c['step'][-1] if c['step'] else 0} | {c['loss_end']} | "
-                         f"{c['margin_end']} | {c['accuracy_end']} |")
+            lines.append(f"| {name} | {stage} | {_trained_of(c)} | {c['step'][-1] if c['step'] else 0} | "
+                         f"{c['loss_end']} | {c['margin_end']} | {c['accuracy_end']} |")
+    short = [f"{name} {_dropped(stages)}" for name, stages in curves.items() if _dropped(stages)]
+    if short:
+        lines += ["", f"Pairs not trained (their prompt alone fills `max_length` tokens, and TRL drops them): "
+                      f"{', '.join(short)}. Raise `max_length` or, for multi-turn prompts, set `trim_long_prompts: "
+                      "true` to train them; the pair diagnostics count every pair."]
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for i, (name, stages) in enumerate(curves.items()):
@@ -248,6 +253,25 @@ def _training_section(trained: list, outdir: Path) -> tuple[list[str], dict]:
     fig.savefig(outdir / "training_curves.png", dpi=110)
     plt.close(fig)
     return lines + ["", "![training curves](training_curves.png)", ""], curves
+
+
+def _dropped(stages: dict) -> int:
+    return sum(c["pairs"] - c["pairs_trained"] for c in stages.values()
+               if c["pairs"] is not None and c["pairs_trained"] is not None)
+
+
+def _kept_note(stages: dict | None) -> str:
+    """" (724 of them kept by TRL)" in the report's opening line when the main model trained fewer pairs."""
+    if not stages or not _dropped(stages):
+        return ""
+    kept = sum(c["pairs_trained"] for c in stages.values() if c["pairs_trained"] is not None)
+    return f" ({kept} of them kept by TRL: the others' prompts fill `max_length`)"
+
+
+def _trained_of(c: dict) -> str:
+    if c["pairs_trained"] is None:
+        return "–"
+    return str(c["pairs"]) if c["pairs_trained"] == c["pairs"] else f"{c['pairs_trained']} of {c['pairs']}"
 
 
 def _trajectory_section(root: Path, runs: list[dict], rows: list[tuple[str, str]], outdir: Path) -> list[str]:
@@ -412,14 +436,16 @@ def write_run_report(recipe, root: Path, evals: list[tuple[str, Path]], trained:
     n_prompts = sum(1 for _ in iter_jsonl(root / "prompts.jsonl"))
     summary_path = root / "pairs.summary.json"
     pair_summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    train_lines, curves = _training_section(trained, outdir)
     cfg = recipe.stage_config("sample")
     seconds = [m["seconds"] for m in finished.values()]
     lines = [f"# udasa run: {recipe.name}", "",
              f"Policy `{recipe.model}` aligned on {n_prompts} unlabelled prompts "
              f"({', '.join(p.data or p.path for p in recipe.prompts)}), {cfg.n} samples each "
              f"(temperature {cfg.temperature}, ≤ {cfg.max_new_tokens} new tokens), value spec "
-             f"`{recipe.stage_config('score').spec}`; {len(pairs)} pairs trained conservative → moderate → "
-             f"exploratory with DPO. Recipe `{recipe.source}`; resolved config in `recipe.resolved.json`.", "",
+             f"`{recipe.stage_config('score').spec}`; {len(pairs)} pairs{_kept_note(curves.get('udasa'))} trained "
+             f"conservative → moderate → exploratory with DPO. Recipe `{recipe.source}`; resolved config in "
+             f"`recipe.resolved.json`.", "",
              f"Compute time of all stages: {sum(seconds) / 60:.1f} min"
              + (" (report rewritten with `--report-only`)" if wall is None else
                 f" (this invocation: {wall / 60:.1f} min, less when it reused finished stages)")
@@ -447,12 +473,12 @@ def write_run_report(recipe, root: Path, evals: list[tuple[str, Path]], trained:
     lines += _trajectory_section(root, runs, rows, outdir)
     lines += _rounds_section(runs, trained, rows, outdir)
     pair_lines, diags = _pair_section(trained, outdir)
-    train_lines, curves = _training_section(trained, outdir)
     lines += pair_lines + train_lines
     lines += ["## Pipeline", ""] + _pipeline_plots(outdir, scores, pairs) + [""]
     lines += _side_by_side(runs, trained)
     atomic_write_json(root / "diagnostics.json", {"pairs": diags, "training": {
-        k: {s: {kk: vv for kk, vv in c.items() if kk.endswith("_end") or kk == "stage_index"} for s, c in v.items()}
+        k: {s: {kk: vv for kk, vv in c.items() if kk.endswith("_end") or kk in ("stage_index", "pairs", "pairs_trained")}
+            for s, c in v.items()}
         for k, v in curves.items()}})
     body = tables.read_text(encoding="utf-8")
     body = body.replace("# udasa evaluation report", "## Evaluation tables", 1)

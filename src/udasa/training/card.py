@@ -30,7 +30,7 @@ def model_card(run: dict, stages: list[dict], *, title: str) -> str:
     for name, d in data["stages"].items():
         lines.append(f"- {name}: {d['pairs']} pairs, fingerprint `{d['fingerprint']}`")
     lines += ["", "## Stages", "",
-              "| stage | pairs | steps | β | lr | loss | reward margin (mean / last) | reward accuracy (mean / last) "
+              "| stage | pairs trained | steps | β | lr | loss | reward margin (mean / last) | reward accuracy (mean / last) "
               "| loss (last) | ref cache hits/misses | seconds |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in stages:
@@ -38,7 +38,9 @@ def model_card(run: dict, stages: list[dict], *, title: str) -> str:
         mar, acc, loss = m.get("rewards/margins", {}), m.get("rewards/accuracies", {}), m.get("loss", {})
         cache = r.get("ref_cache") or {}
         hm = f"{cache.get('hits')}/{cache.get('misses')}" if cache else "no cache"
-        lines.append(f"| {r['folder']} | {r['pairs']} | {r['steps']} | {r['dpo']['beta']} | {r['dpo']['learning_rate']} "
+        kept = r.get("pairs_trained", r["pairs"])  # records before udasa counted them: all
+        pairs = r["pairs"] if kept == r["pairs"] else f"{kept} of {r['pairs']}"
+        lines.append(f"| {r['folder']} | {pairs} | {r['steps']} | {r['dpo']['beta']} | {r['dpo']['learning_rate']} "
                      f"| {','.join(r['dpo']['loss_type'])} | {_fmt(mar.get('mean'))} / {_fmt(mar.get('last'))} "
                      f"| {_fmt(acc.get('mean'))} / {_fmt(acc.get('last'))} | {_fmt(loss.get('last'))} | {hm} "
                      f"| {r['seconds']} |")

@@ -39,7 +39,13 @@ class TrainConfig:
             overrides among beta, learning_rate, num_train_epochs, loss_type, max_steps.
         per_device_train_batch_size: pairs per process per forward pass.
         gradient_accumulation_steps: forward passes per optimizer step.
-        max_length: prompt + response tokens kept per sequence (TRL truncates the end beyond it).
+        max_length: prompt + response tokens kept per sequence (TRL truncates the end beyond it, and drops a
+            pair whose prompt alone fills it; each stage records how many pairs it trained).
+        trim_long_prompts: drop a DPO chat pair's earliest turns (system messages stay) until the prompt and the
+            longer of its two responses fit ``max_length``, instead of letting TRL cut the responses or drop the
+            pair; a prompt whose last turn alone does not fit is still dropped. Plain-text pairs are left as they
+            are. The responses were sampled with the whole conversation, so a trimmed pair trains on less
+            context than its responses saw.
         lr_scheduler_type: transformers scheduler name; each stage warms up and decays on its own.
         warmup_ratio: share of each stage's steps used for warm-up.
         logging_steps: optimizer steps between two lines of train_log.jsonl.
@@ -78,6 +84,7 @@ class TrainConfig:
     per_device_train_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     max_length: int | None = 512
+    trim_long_prompts: bool = False
     lr_scheduler_type: str = "linear"
     warmup_ratio: float = 0.0
     logging_steps: int = 1

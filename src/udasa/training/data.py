@@ -5,6 +5,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from udasa.curriculum import STAGES
 from udasa.errors import InputError, finite_number
@@ -99,15 +100,38 @@ def read_pairs(path: str | Path) -> list[Stage]:
     return stages
 
 
-def to_rows(stage: Stage) -> list[dict]:
+def to_rows(stage: Stage, fit: Callable[[dict], list[dict]] | None = None) -> list[dict]:
     """TRL's conversational preference format (TRL applies the chat template), or its standard
-    text format for plain-text continuation pairs."""
-    return [_row(p) for p in stage.pairs]
+    text format for plain-text continuation pairs. ``fit`` (see `trim_prompt`) may shorten a chat
+    pair's prompt; a shortened prompt gets its own ``pair_key`` so the reference cache never mixes them."""
+    return [_row(p, fit) for p in stage.pairs]
 
 
-def _row(p: dict) -> dict:
+def _row(p: dict, fit: Callable[[dict], list[dict]] | None = None) -> dict:
     if p["format"] == "plain":
         return {"prompt": p["messages"][-1]["content"], "chosen": p["chosen"], "rejected": p["rejected"],
                 "pair_key": p["pair_key"]}
-    return {"prompt": p["messages"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
-            "rejected": [{"role": "assistant", "content": p["rejected"]}], "pair_key": p["pair_key"]}
+    messages, key = p["messages"], p["pair_key"]
+    if fit is not None and (trimmed := fit(p)) != messages:
+        messages, key = trimmed, pair_key(trimmed, p["chosen"], p["rejected"])
+    return {"prompt": messages, "chosen": [{"role": "assistant", "content": p["chosen"]}],
+            "rejected": [{"role": "assistant", "content": p["rejected"]}], "pair_key": key}
+
+
+def trim_prompt(messages: list[dict], budget: int, length: Callable[[list[dict]], int]) -> list[dict]:
+    """Drop a conversation's earliest turns until ``length(messages) <= budget``.
+
+    Leading system messages stay, the kept part starts on a user turn, and the last message is never
+    dropped (if it alone exceeds the budget, that is what is returned). Keeping the latest turns beats
+    TRL's choice for a too-long prompt, which is to drop the whole pair: the request being answered is
+    the last turn.
+    """
+    head = 0
+    while head < len(messages) and messages[head]["role"] == "system":
+        head += 1
+    system, turns = messages[:head], messages[head:]
+    while len(turns) > 1 and length(system + turns) > budget:
+        turns = turns[1:]
+        while len(turns) > 1 and turns[0]["role"] != "user":
+            turns = turns[1:]
+    return system + turns

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 from udasa.errors import InputError
@@ -71,6 +72,10 @@ def train_best_of_n(scores_path: str | Path, out_dir: str | Path, config: TrainC
     model = _policy(initial, initial, cfg)
     data = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
+    kept = len(trainer.train_dataset)  # TRL drops an example whose prompt alone fills max_length
+    if kept < len(rows) and trainer.accelerator.is_main_process:
+        warnings.warn(f"{len(rows) - kept} of {len(rows)} best-of-n prompts fill max_length ({cfg.max_length}) tokens "
+                      "and are not trained; raise max_length")
     result = trainer.train()
     model = trainer.accelerator.unwrap_model(trainer.model)
     if cfg.use_lora:
@@ -80,7 +85,7 @@ def train_best_of_n(scores_path: str | Path, out_dir: str | Path, config: TrainC
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    rec = {"method": "sft-best-of-n", "prompts": len(rows), "initial_model": str(initial),
+    rec = {"method": "sft-best-of-n", "prompts": len(rows), "prompts_trained": kept, "initial_model": str(initial),
            "initial_fingerprint": model_fingerprint(initial), "steps": trainer.state.global_step,
            "train_runtime_s": round(result.metrics.get("train_runtime", 0), 2), "seconds": round(time.time() - t0, 2),
            "final_loss": logs[-1]["loss"] if logs else None}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 from typing import Callable
@@ -30,7 +31,7 @@ from udasa.io import JsonlAppender, atomic_write_json, file_sha256
 from udasa.resume import check_same_producer
 from udasa.models import cache_dir, model_fingerprint, resolve_model_path
 from udasa.training.config import TrainConfig
-from udasa.training.data import Stage, read_pairs, to_rows
+from udasa.training.data import Stage, read_pairs, to_rows, trim_prompt
 from udasa.training.fused_head import completion_only_lm_head
 
 MARKER = "udasa_stage.json"  # written last: its presence means the folder is complete
@@ -190,14 +191,23 @@ def _train_stage(stage: Stage, start_from: Path, initial: Path, folder: Path, ou
         trace = folder / f"batches.rank{args.process_index}.jsonl"
         trace.unlink(missing_ok=True)
     logger = _LogCallback(out / "train_log.jsonl", stage)
+    rows = to_rows(stage, _fitter(tok, cfg.max_length) if cfg.trim_long_prompts and cfg.max_length else None)
+    trimmed = sum(r["pair_key"] != p["pair_key"] for r, p in zip(rows, stage.pairs))
     with completion_only_lm_head(enabled=not args.torch_compile):  # the reference pass (in the constructor), the steps
         trainer = UdasaDPOTrainer(model=model, ref_model=ref_model, args=args,
-                                  train_dataset=Dataset.from_list(to_rows(stage)), processing_class=tok,
+                                  train_dataset=Dataset.from_list(rows), processing_class=tok,
                                   callbacks=[logger], ref_cache=cache, ref_loader=lambda: _load(ref_path, cfg),
                                   trace_path=trace)
-        if len(trainer.train_dataset) == 0:  # TRL drops pairs whose prompt alone fills max_length
+        trained = len(trainer.train_dataset)  # TRL drops pairs whose prompt alone fills max_length
+        if trained == 0:
             raise InputError(f"every pair of stage '{stage.label}' has a prompt of max_length ({cfg.max_length}) "
-                             "tokens or more and was dropped by truncation; raise max_length", field="max_length")
+                             "tokens or more and was dropped by truncation; raise max_length (or, for multi-turn "
+                             "prompts, set trim_long_prompts)", field="max_length")
+        if trained < len(stage.pairs) and trainer.accelerator.is_main_process:
+            hint = "" if cfg.trim_long_prompts else " (or, for multi-turn prompts, set trim_long_prompts)"
+            warnings.warn(f"stage '{stage.label}': {len(stage.pairs) - trained} of {len(stage.pairs)} pairs have a "
+                          f"prompt of max_length ({cfg.max_length}) tokens or more and are not trained; raise "
+                          f"max_length{hint}")
         ckpt = get_last_checkpoint(str(args.output_dir)) if Path(args.output_dir).is_dir() else None
         result = trainer.train(resume_from_checkpoint=ckpt)
 
@@ -209,6 +219,7 @@ def _train_stage(stage: Stage, start_from: Path, initial: Path, folder: Path, ou
         with open(trace, "a") as f:
             f.write(json.dumps({"final_weights": end_hash}) + "\n")
     rec = {"stage": stage.label, "stage_index": stage.index, "folder": stage.name, "pairs": len(stage.pairs),
+           "pairs_trained": trained, "prompts_trimmed": trimmed,
            "data_fingerprint": stage.fingerprint(), "init_from": str(start_from),
            "init_fingerprint": model_fingerprint(start_from), "start_weights": start_hash, "end_weights": end_hash,
            "reference": str(ref_path), "reference_fingerprint": ref_fp,
@@ -236,6 +247,16 @@ def _train_stage(stage: Stage, start_from: Path, initial: Path, folder: Path, ou
         failpoint("train.stage")
     trainer.accelerator.wait_for_everyone()
     return rec
+
+
+def _fitter(tok, max_length: int):
+    """For `trim_prompt`: a chat pair's prompt trimmed until prompt + the longer response fit max_length."""
+    def tokens(messages: list[dict], response: str) -> int:
+        text = tok.apply_chat_template(messages + [{"role": "assistant", "content": response}], tokenize=False)
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    return lambda p: trim_prompt(p["messages"], max_length,
+                                 lambda m: max(tokens(m, p["chosen"]), tokens(m, p["rejected"])))
 
 
 def _merged_view(model, use_lora: bool):
