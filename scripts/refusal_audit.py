@@ -55,8 +55,19 @@ def stratum(response: str) -> str:
     return "marked" if is_refusal(response) else "screened" if SCREEN.search(response) else "rest"
 
 
+ARCHIVE = Path(__file__).resolve().parents[1] / "docs" / "runs"
+
+
 def _generations(folder: str, task: str) -> list[dict]:
-    return [json.loads(line) for line in (Path(folder) / f"generations-{task}.jsonl").open()]
+    """An evaluation's generations, from the run (``runs/NAME/...``) or, where the run is gone (runs/ does not
+    survive a change of machine), from the copy scripts/results_section.py keeps in docs/runs/NAME/..."""
+    path = Path(folder) / f"generations-{task}.jsonl"
+    if not path.exists() and Path(folder).parts[:1] == ("runs",):
+        path = ARCHIVE.joinpath(*Path(folder).parts[1:], path.name)
+    if not path.exists():
+        raise SystemExit(f"{Path(folder) / path.name}: not found (nor a copy in {ARCHIVE}): rerun the run that "
+                         "wrote it, or keep its evaluations with scripts/results_section.py")
+    return [json.loads(line) for line in path.open()]
 
 
 def draw(sources: list[str], task: str, out: Path, per_stratum: dict[str, int], seed: int,
@@ -158,6 +169,11 @@ def score(paths: list[Path], reference: str = "base", draws: int = 4000, seed: i
             for r in rows:
                 r["stratum"] = stratum(r["response"])
             of_id = {r["id"]: r["stratum"] for r in rows}
+            text = {r["id"]: r["response"] for r in rows}
+            for i, it in mine.items():  # a rerun that drew other text would silently misattribute the labels
+                if i in text and text[i] != it["response"]:
+                    raise SystemExit(f"{task}/{model}/{i}: the labelled response is not the one in {it['eval']} "
+                                     "(the evaluation was rerun and drew other text): label it again")
             shares = np.array([sum(r["stratum"] == s for r in rows) / len(rows) for s in STRATA])
             counts = np.zeros((len(STRATA), len(LABELS)))
             for i, it in mine.items():

@@ -1,6 +1,12 @@
-"""Copy a run's one-screen summary (headline table and stage times) into docs/RESULTS.md.
+"""Copy a run's one-screen summary (headline table and stage times) into docs/RESULTS.md, its plots into
+docs/figures/NAME/, and what the docs' figures are computed from into docs/runs/NAME/: every evaluated model's
+metrics.json and generations-<task>.jsonl (what the hand-read refusal audits score), the report's
+diagnostics.json and the pairs summaries. runs/ does not survive a change of machine; these files do, and
+scripts that read a run's evaluations (scripts/refusal_audit.py) fall back on them. Weights, samples,
+scores and pairs stay in runs/.
 
     python scripts/results_section.py RUN_DIR "COMMAND THAT PRODUCED IT"
+    python scripts/results_section.py RUN_DIR --archive-only     # only the files for docs/runs/NAME/
 """
 from __future__ import annotations
 
@@ -10,6 +16,23 @@ import sys
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md"
+ARCHIVE = DOC.parent / "runs"
+KEPT = ("metrics.json", "generations-*.jsonl", "diagnostics.json", "*.summary.json")
+
+
+def archive(run_dir: Path, dest: Path) -> list[Path]:
+    """Copy the files named by `KEPT` under ``run_dir`` to ``dest``, keeping their relative paths; skip model
+    folders' checkpoints. Return the copies."""
+    copies = []
+    for pattern in KEPT:
+        for src in sorted(run_dir.rglob(pattern)):
+            rel = src.relative_to(run_dir)
+            if any(part.startswith("checkpoint-") for part in rel.parts):
+                continue
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dest / rel)
+            copies.append(dest / rel)
+    return copies
 
 
 def main(run_dir: str, command: str) -> None:
@@ -22,6 +45,7 @@ def main(run_dir: str, command: str) -> None:
     for png in (Path(run_dir) / "report").glob("*.png"):
         shutil.copy(png, figures / png.name)
     summary = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", rf"![\1](figures/{Path(run_dir).name}/\2)", summary)
+    copies = archive(Path(run_dir), ARCHIVE / Path(run_dir).name)
     title = f"Experiment: {Path(run_dir).name}"
     body = f"Command: `{command}`; full report: `{run_dir}/report/report.md`.\n{summary}"
     text = DOC.read_text() if DOC.exists() else "# Results\n"
@@ -32,8 +56,12 @@ def main(run_dir: str, command: str) -> None:
         section += "\n### Reading\n" + old.group(0).split("\n### Reading\n", 1)[1].rstrip() + "\n"
     text = pattern.sub(lambda m: section + "\n", text) if old else text.rstrip() + "\n\n" + section
     DOC.write_text(text)
-    print(f"updated {DOC} ({title})")
+    print(f"updated {DOC} ({title}); {len(copies)} files in {ARCHIVE / Path(run_dir).name}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[2:] == ["--archive-only"]:
+        kept = archive(Path(sys.argv[1]), ARCHIVE / Path(sys.argv[1]).name)
+        print(f"{len(kept)} files in {ARCHIVE / Path(sys.argv[1]).name}")
+    else:
+        main(sys.argv[1], sys.argv[2])

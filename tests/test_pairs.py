@@ -4,7 +4,7 @@ import pytest
 
 from udasa.errors import InputError
 from udasa.io import read_jsonl
-from udasa.pairs import PairConfig, build_pairs, pick_pair, summary_path
+from udasa.pairs import PairConfig, build_pairs, format_summary, pick_pair, summary_path
 
 
 def _rec(i, responses, u, sem=None):
@@ -66,7 +66,8 @@ def test_min_delta_and_single_axis(tmp_path):
     scores = _write(tmp_path / "scores.jsonl", recs)
     s = build_pairs(scores, tmp_path / "p.jsonl", PairConfig(min_delta=0.25))
     assert s["pairs"] == 2 and s["dropped"]["delta_below_min"] == 2
-    s = build_pairs(scores, tmp_path / "p2.jsonl", PairConfig(score_key="semantic"))
+    with pytest.warns(UserWarning, match="share their Δu"):  # every semantic Δu is 0.8
+        s = build_pairs(scores, tmp_path / "p2.jsonl", PairConfig(score_key="semantic"))
     pairs = [r for _, r in read_jsonl(tmp_path / "p2.jsonl")]
     assert s["pairs"] == 4 and all(p["chosen"] == "b" and p["score_key"] == "semantic" for p in pairs)
 
@@ -140,3 +141,26 @@ def test_random_pairs_are_distinct_seeded_and_keep_their_delta_u(tmp_path):
     assert (tmp_path / "r3.jsonl").read_text() != (tmp_path / "r.jsonl").read_text()  # another seed, other pairs
     with pytest.raises(InputError, match="selection"):
         PairConfig(selection="best")
+
+
+def test_tied_delta_u_across_stages_is_counted_and_warned(tmp_path):
+    from udasa.curriculum import tied_across_stages
+    assert tied_across_stages([0.3, 0.2, 0.1], [0, 1, 2]) == 0
+    assert tied_across_stages([0.3, 0.3, 0.3, 0.1], [0, 0, 1, 2]) == 3  # 0.3 straddles stages 0 and 1
+    assert tied_across_stages([0.3, 0.3, 0.1], [0, 0, 1]) == 0  # a tie inside one stage is harmless
+    # one axis whose rank-normalised scores give every prompt the same Δu: the stages follow pair ids
+    same = [_rec(i, ["a", "b"], [0.0, 1.0]) for i in range(6)]
+    with pytest.warns(UserWarning, match="6 of 6 pairs share their Δu"):
+        s = build_pairs(_write(tmp_path / "same.jsonl", same), tmp_path / "p.jsonl")
+    assert s["tied_across_stages"] == 6
+    assert "6 pairs share their Δu" in format_summary(s)
+    spread = [_rec(i, ["a", "b"], [0.0, 0.1 * (i + 1)]) for i in range(6)]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = build_pairs(_write(tmp_path / "spread.jsonl", spread), tmp_path / "p2.jsonl")
+    assert s["tied_across_stages"] == 0 and "share their" not in format_summary(s)
+    from udasa.curriculum import CurriculumConfig
+    s = build_pairs(tmp_path / "same.jsonl", tmp_path / "p3.jsonl",
+                    PairConfig(curriculum=CurriculumConfig(curriculum="none")))
+    assert "tied_across_stages" not in s  # one stage: nothing to order

@@ -110,3 +110,51 @@ def test_group_difference_carries_the_seed_spread():
     assert refusal_audit.group_difference(flags, ["u0"], ["u0"])["difference"] == [0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="no item answered by all"):
         refusal_audit.group_difference({"x": {"a": 1}, "y": {"b": 0}}, ["x"], ["y"])
+
+
+def test_score_reads_the_archived_generations_once_the_run_is_gone(tmp_path, monkeypatch):
+    import results_section
+    run = tmp_path / "runs" / "exp"
+    for rel in ("eval", "variants/b/eval", "variants/b/model/checkpoint-5"):
+        (run / rel).mkdir(parents=True)
+    gens = "".join(json.dumps({"id": f"a-{i}", "prompt": "p", "response": r}) + "\n"
+                   for i, r in enumerate(["I cannot do that.", "Sure, here is how."]))
+    for rel in ("eval", "variants/b/eval"):
+        (run / rel / "generations-harmless.jsonl").write_text(gens)
+        (run / rel / "metrics.json").write_text("{}")
+    (run / "variants/b/model/checkpoint-5/metrics.json").write_text("{}")  # a checkpoint's: not kept
+    (run / "variants/b/model/model.safetensors").write_bytes(b"weights")  # never kept
+    (run / "pairs.summary.json").write_text("{}")
+    archive = tmp_path / "docs" / "runs"
+    copies = results_section.archive(run, archive / "exp")
+    assert sorted(str(c.relative_to(archive)) for c in copies) == [
+        "exp/eval/generations-harmless.jsonl", "exp/eval/metrics.json", "exp/pairs.summary.json",
+        "exp/variants/b/eval/generations-harmless.jsonl", "exp/variants/b/eval/metrics.json"]
+
+    monkeypatch.chdir(tmp_path)
+    audit = tmp_path / "audit.jsonl"
+    refusal_audit.draw(["a=runs/exp/eval"], "harmless", audit, {"marked": 0, "screened": 0, "rest": 0}, seed=0)
+    audit.write_text("".join(json.dumps(dict(it, label="refuse" if "cannot" in it["response"] else "comply")) + "\n"
+                             for it in map(json.loads, audit.open())))
+    import shutil
+    shutil.rmtree(tmp_path / "runs")  # a new machine: only what was committed is left
+    monkeypatch.setattr(refusal_audit, "ARCHIVE", tmp_path / "elsewhere")
+    with pytest.raises(SystemExit, match="generations-harmless.jsonl: not found"):
+        refusal_audit.score([audit], draws=20)
+    monkeypatch.setattr(refusal_audit, "ARCHIVE", archive)
+    assert refusal_audit.score([audit], draws=20)["harmless/a"]["read_refusal_rate"] == [0.5]
+
+
+def test_score_refuses_labels_read_on_other_text(tmp_path):
+    ev = tmp_path / "eval"
+    ev.mkdir()
+    ev.joinpath("generations-harmless.jsonl").write_text(json.dumps({"id": "a-0", "prompt": "p",
+                                                                     "response": "I cannot do that."}) + "\n")
+    audit = tmp_path / "audit.jsonl"
+    refusal_audit.draw([f"m={ev}"], "harmless", audit, {"marked": 0, "screened": 0, "rest": 0}, seed=0)
+    audit.write_text(json.dumps(dict(json.loads(audit.read_text()), label="refuse")) + "\n")
+    assert refusal_audit.score([audit], draws=20)["harmless/m"]["read_refusal_rate"] == [1.0]
+    ev.joinpath("generations-harmless.jsonl").write_text(json.dumps({"id": "a-0", "prompt": "p",
+                                                                     "response": "Sure, here it is."}) + "\n")
+    with pytest.raises(SystemExit, match="m/a-0: the labelled response is not the one"):
+        refusal_audit.score([audit], draws=20)

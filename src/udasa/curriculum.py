@@ -110,6 +110,16 @@ def assign_stages(deltas: list[float], keys: list[str], cfg: CurriculumConfig) -
     return [(STAGES[lab], lab) for lab in labels]
 
 
+def tied_across_stages(deltas: list[float], stage_indices: list[int]) -> int:
+    """How many pairs share their Δu with a pair in another stage. The quantile split breaks such ties by pair
+    id, so these pairs' stages say nothing about Δu: with one score axis under rank normalisation every pair
+    can have the same Δu, and then the stages are an arbitrary split of the pairs."""
+    stages_of: dict[float, set[int]] = {}
+    for d, s in zip(deltas, stage_indices):
+        stages_of.setdefault(d, set()).add(s)
+    return sum(len(stages_of[d]) > 1 for d in deltas)
+
+
 def stage_order(curriculum: str) -> list[str]:
     """Stage labels in training order for a curriculum."""
     if curriculum == "none":

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import random
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from udasa.curriculum import CurriculumConfig, assign_stages, stage_order
+from udasa.curriculum import CurriculumConfig, assign_stages, stage_order, tied_across_stages
 from udasa.errors import InputError, finite_number
 from udasa.io import (atomic_write_json, atomic_write_jsonl, check_distinct, check_messages, iter_jsonl, prompt_format,
                       require)
@@ -20,6 +21,8 @@ SCORE_KEYS = ("u", "semantic", "factual", "value")
 REJECTED_RULES = ("highest", "second_lowest", "random_higher")
 SELECTIONS = ("score", "random")
 DROP_REASONS = ("too_few_responses", "identical_text", "empty_response", "delta_below_min")
+ORDERED_BY_DELTA = ("udasa", "reverse", "adaptive")  # curricula whose stages are meant to follow Δu
+TIED_WARN_SHARE = 0.05  # a few exact ties are harmless; past this share the stages stop following Δu
 
 
 @dataclass
@@ -196,6 +199,14 @@ def build_pairs(scores_path: str | Path, out_path: str | Path, config: PairConfi
         "scores": scores_path, "pairs_file": str(out_path), "prompts": prompts, "pairs": len(kept),
         "dropped": dropped, "config": asdict(cfg), "stages": stage_summary(kept, cfg.curriculum.curriculum),
     }
+    if cfg.curriculum.curriculum in ORDERED_BY_DELTA and cfg.curriculum.split == "quantile":
+        tied = tied_across_stages([p["delta_u"] for p in kept], [p["stage_index"] for p in kept])
+        summary["tied_across_stages"] = tied
+        if kept and tied / len(kept) >= TIED_WARN_SHARE:
+            warnings.warn(f"{out_path}: {tied} of {len(kept)} pairs share their Δu with a pair in another stage, so "
+                          "the quantile split placed them by pair id, not by Δu (one score axis under rank "
+                          "normalisation can give every pair the same Δu); the curriculum orders little here: "
+                          "consider pairs.curriculum.curriculum: none")
     atomic_write_json(summary_path(out_path), summary)
     return summary
 
@@ -233,4 +244,7 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  stage {s['stage_index'] + 1} {s['stage']:<12} {s['count']:>6} pairs   Δu {rng}")
     drops = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items() if v) or "none"
     lines.append(f"  dropped: {drops}")
+    if summary.get("tied_across_stages"):
+        lines.append(f"  {summary['tied_across_stages']} pairs share their Δu with a pair in another stage "
+                     "(placed by pair id)")
     return "\n".join(lines)
