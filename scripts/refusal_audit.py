@@ -55,18 +55,30 @@ def stratum(response: str) -> str:
     return "marked" if is_refusal(response) else "screened" if SCREEN.search(response) else "rest"
 
 
-ARCHIVE = Path(__file__).resolve().parents[1] / "docs" / "runs"
+ROOT = Path(__file__).resolve().parents[1]
+ARCHIVE = ROOT / "docs" / "runs"
+
+
+def archived(folder: str) -> Path | None:
+    """Where scripts/results_section.py keeps a copy of a run folder (``runs/NAME/...`` ->
+    ``docs/runs/NAME/...``), or None for a folder outside runs/."""
+    p = Path(folder) if Path(folder).is_absolute() else Path.cwd() / folder
+    try:
+        return ARCHIVE / p.resolve().relative_to((ROOT / "runs").resolve())
+    except ValueError:  # a relative runs/... path read from another directory than the one it was written in
+        return ARCHIVE.joinpath(*Path(folder).parts[1:]) if Path(folder).parts[:1] == ("runs",) else None
 
 
 def _generations(folder: str, task: str) -> list[dict]:
-    """An evaluation's generations, from the run (``runs/NAME/...``) or, where the run is gone (runs/ does not
-    survive a change of machine), from the copy scripts/results_section.py keeps in docs/runs/NAME/..."""
+    """An evaluation's generations, from the run or, where the run is gone (runs/ does not survive a change
+    of machine), from the copy in docs/runs/."""
     path = Path(folder) / f"generations-{task}.jsonl"
-    if not path.exists() and Path(folder).parts[:1] == ("runs",):
-        path = ARCHIVE.joinpath(*Path(folder).parts[1:], path.name)
     if not path.exists():
-        raise SystemExit(f"{Path(folder) / path.name}: not found (nor a copy in {ARCHIVE}): rerun the run that "
-                         "wrote it, or keep its evaluations with scripts/results_section.py")
+        copy = archived(folder)
+        if copy is None or not (copy / path.name).exists():
+            raise SystemExit(f"{path}: not found{f' (nor {copy / path.name})' if copy else ''}: rerun the run that "
+                             "wrote it, or keep its evaluations with scripts/results_section.py")
+        path = copy / path.name
     return [json.loads(line) for line in path.open()]
 
 
@@ -171,13 +183,14 @@ def score(paths: list[Path], reference: str = "base", draws: int = 4000, seed: i
             of_id = {r["id"]: r["stratum"] for r in rows}
             text = {r["id"]: r["response"] for r in rows}
             for i, it in mine.items():  # a rerun that drew other text would silently misattribute the labels
-                if i in text and text[i] != it["response"]:
-                    raise SystemExit(f"{task}/{model}/{i}: the labelled response is not the one in {it['eval']} "
-                                     "(the evaluation was rerun and drew other text): label it again")
+                if text.get(i) != it["response"]:
+                    raise SystemExit(f"{task}/{model}/{i}: the labelled response is not "
+                                     f"{'the one' if i in text else 'an item'} in {it['eval']} (the evaluation was "
+                                     "rerun with other text or items): label it again")
             shares = np.array([sum(r["stratum"] == s for r in rows) / len(rows) for s in STRATA])
             counts = np.zeros((len(STRATA), len(LABELS)))
             for i, it in mine.items():
-                counts[STRATA.index(of_id.get(i) or stratum(it["response"])), LABELS.index(it["label"])] += 1
+                counts[STRATA.index(of_id[i]), LABELS.index(it["label"])] += 1
             empty = [s for s, c, w in zip(STRATA, counts.sum(1), shares) if c == 0 and w > 0]
             if empty:
                 raise SystemExit(f"{task}/{model}: no labelled response in stratum {', '.join(empty)}: draw some")

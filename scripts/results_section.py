@@ -15,9 +15,18 @@ import shutil
 import sys
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md"
-ARCHIVE = DOC.parent / "runs"
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "RESULTS.md"
+ARCHIVE = ROOT / "docs" / "runs"
 KEPT = ("metrics.json", "generations-*.jsonl", "diagnostics.json", "*.summary.json")
+
+
+def archive_dir(run_dir: str) -> Path:
+    """docs/runs/<the run folder's path under runs/>: where scripts/refusal_audit.py looks for it."""
+    try:
+        return ARCHIVE / Path(run_dir).resolve().relative_to((ROOT / "runs").resolve())
+    except ValueError:
+        raise SystemExit(f"{run_dir}: not a folder under runs/ (only those are archived)") from None
 
 
 def archive(run_dir: Path, dest: Path) -> list[Path]:
@@ -32,10 +41,14 @@ def archive(run_dir: Path, dest: Path) -> list[Path]:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dest / rel)
             copies.append(dest / rel)
+    earlier = sorted({f for pattern in KEPT for f in dest.rglob(pattern)} - set(copies))
+    if earlier:  # kept, not deleted: a run folder rebuilt in part must not erase what the docs cite
+        print(f"{len(earlier)} files in {dest} are not in {run_dir} now (kept), e.g. {earlier[0]}")
     return copies
 
 
 def main(run_dir: str, command: str) -> None:
+    dest = archive_dir(run_dir)
     report = (Path(run_dir) / "report" / "report.md").read_text()
     summary = report.split("## Evaluation tables", 1)[0]
     summary = re.sub(r"^# .*\n", "", summary)
@@ -45,7 +58,7 @@ def main(run_dir: str, command: str) -> None:
     for png in (Path(run_dir) / "report").glob("*.png"):
         shutil.copy(png, figures / png.name)
     summary = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", rf"![\1](figures/{Path(run_dir).name}/\2)", summary)
-    copies = archive(Path(run_dir), ARCHIVE / Path(run_dir).name)
+    copies = archive(Path(run_dir), dest)
     title = f"Experiment: {Path(run_dir).name}"
     body = f"Command: `{command}`; full report: `{run_dir}/report/report.md`.\n{summary}"
     text = DOC.read_text() if DOC.exists() else "# Results\n"
@@ -56,12 +69,12 @@ def main(run_dir: str, command: str) -> None:
         section += "\n### Reading\n" + old.group(0).split("\n### Reading\n", 1)[1].rstrip() + "\n"
     text = pattern.sub(lambda m: section + "\n", text) if old else text.rstrip() + "\n\n" + section
     DOC.write_text(text)
-    print(f"updated {DOC} ({title}); {len(copies)} files in {ARCHIVE / Path(run_dir).name}")
+    print(f"updated {DOC} ({title}); {len(copies)} files in {dest}")
 
 
 if __name__ == "__main__":
     if sys.argv[2:] == ["--archive-only"]:
-        kept = archive(Path(sys.argv[1]), ARCHIVE / Path(sys.argv[1]).name)
-        print(f"{len(kept)} files in {ARCHIVE / Path(sys.argv[1]).name}")
+        dest = archive_dir(sys.argv[1])
+        print(f"{len(archive(Path(sys.argv[1]), dest))} files in {dest}")
     else:
         main(sys.argv[1], sys.argv[2])

@@ -66,7 +66,7 @@ def test_min_delta_and_single_axis(tmp_path):
     scores = _write(tmp_path / "scores.jsonl", recs)
     s = build_pairs(scores, tmp_path / "p.jsonl", PairConfig(min_delta=0.25))
     assert s["pairs"] == 2 and s["dropped"]["delta_below_min"] == 2
-    with pytest.warns(UserWarning, match="share their Δu"):  # every semantic Δu is 0.8
+    with pytest.warns(UserWarning, match="ties in Δu"):  # every semantic Δu is 0.8
         s = build_pairs(scores, tmp_path / "p2.jsonl", PairConfig(score_key="semantic"))
     pairs = [r for _, r in read_jsonl(tmp_path / "p2.jsonl")]
     assert s["pairs"] == 4 and all(p["chosen"] == "b" and p["score_key"] == "semantic" for p in pairs)
@@ -109,9 +109,11 @@ def test_cli_pairs_prints_stage_counts(tmp_path):
     recs = [_rec(i, ["a", "b", "c"], [0.0, 0.1 * (i + 1), 0.05]) for i in range(6)]
     scores = _write(tmp_path / "scores.jsonl", recs)
     out = tmp_path / "pairs.jsonl"
-    res = CliRunner().invoke(app, ["pairs", "--scores", str(scores), "--out", str(out), "--curriculum", "reverse",
-                                   "--rejected", "second_lowest"])
+    with pytest.warns(UserWarning, match="ties in Δu"):  # second lowest is always 0.05: every Δu is 0.05
+        res = CliRunner().invoke(app, ["pairs", "--scores", str(scores), "--out", str(out), "--curriculum",
+                                       "reverse", "--rejected", "second_lowest"])
     assert res.exit_code == 0, res.output
+    assert "100% of the comparisons across stages are Δu ties" in res.output
     assert "stage 1 exploratory" in res.output and "stage 3 conservative" in res.output
     pairs = [r for _, r in read_jsonl(out)]
     assert pairs[0]["stage"] == "exploratory" and pairs[0]["stage_index"] == 0
@@ -143,24 +145,29 @@ def test_random_pairs_are_distinct_seeded_and_keep_their_delta_u(tmp_path):
         PairConfig(selection="best")
 
 
-def test_tied_delta_u_across_stages_is_counted_and_warned(tmp_path):
-    from udasa.curriculum import tied_across_stages
-    assert tied_across_stages([0.3, 0.2, 0.1], [0, 1, 2]) == 0
-    assert tied_across_stages([0.3, 0.3, 0.3, 0.1], [0, 0, 1, 2]) == 3  # 0.3 straddles stages 0 and 1
-    assert tied_across_stages([0.3, 0.3, 0.1], [0, 0, 1]) == 0  # a tie inside one stage is harmless
+def test_delta_u_ties_across_stages_are_measured_and_warned(tmp_path):
+    from udasa.curriculum import CurriculumConfig, unordered_share
+    assert unordered_share([0.3, 0.2, 0.1], [0, 1, 2]) == 0
+    assert unordered_share([0.3, 0.3, 0.1], [0, 0, 1]) == 0  # a tie inside one stage orders nothing wrongly
+    # 0.3 straddles stages 0 and 1 (2 x 1 of the 3 x 1 + 3 x 1 + 1 x 1 = 7 cross-stage comparisons)
+    assert unordered_share([0.3, 0.3, 0.3, 0.1, 0.0], [0, 0, 1, 1, 2]) == pytest.approx(2 / 8)
+    assert unordered_share([0.73333, 0.73334], [0, 1]) == 1.0  # rounded scores: equal Δu up to the last digit
+    assert unordered_share([0.5] * 6, [0, 0, 1, 1, 2, 2]) == 1.0 and unordered_share([0.5, 0.5], [0, 0]) == 0
     # one axis whose rank-normalised scores give every prompt the same Δu: the stages follow pair ids
     same = [_rec(i, ["a", "b"], [0.0, 1.0]) for i in range(6)]
-    with pytest.warns(UserWarning, match="6 of 6 pairs share their Δu"):
+    with pytest.warns(UserWarning, match="100% of the comparisons between pairs of different stages are ties"):
         s = build_pairs(_write(tmp_path / "same.jsonl", same), tmp_path / "p.jsonl")
-    assert s["tied_across_stages"] == 6
-    assert "6 pairs share their Δu" in format_summary(s)
-    spread = [_rec(i, ["a", "b"], [0.0, 0.1 * (i + 1)]) for i in range(6)]
+    assert s["unordered_share"] == 1.0 and json.loads(summary_path(tmp_path / "p.jsonl").read_text())[
+        "unordered_share"] == 1.0
+    assert "100% of the comparisons across stages are Δu ties" in format_summary(s)
+    # one tie at a boundary among 30 distinct values: recorded, below the warning
+    edge = [_rec(i, ["a", "b"], [0.0, 0.01 * (i + 1) if i != 10 else 0.1]) for i in range(30)]
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        s = build_pairs(_write(tmp_path / "spread.jsonl", spread), tmp_path / "p2.jsonl")
-    assert s["tied_across_stages"] == 0 and "share their" not in format_summary(s)
-    from udasa.curriculum import CurriculumConfig
-    s = build_pairs(tmp_path / "same.jsonl", tmp_path / "p3.jsonl",
-                    PairConfig(curriculum=CurriculumConfig(curriculum="none")))
-    assert "tied_across_stages" not in s  # one stage: nothing to order
+        s = build_pairs(_write(tmp_path / "edge.jsonl", edge), tmp_path / "p2.jsonl")
+    assert 0 < s["unordered_share"] < 0.05 and "Δu ties" not in format_summary(s)
+    for cfg in (CurriculumConfig(curriculum="none"), CurriculumConfig(curriculum="random"),
+                CurriculumConfig(split="threshold", thresholds=(0.2, 0.8))):
+        s = build_pairs(tmp_path / "same.jsonl", tmp_path / "p3.jsonl", PairConfig(curriculum=cfg))
+        assert "unordered_share" not in s  # nothing the split orders by Δu

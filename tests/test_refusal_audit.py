@@ -143,18 +143,50 @@ def test_score_reads_the_archived_generations_once_the_run_is_gone(tmp_path, mon
         refusal_audit.score([audit], draws=20)
     monkeypatch.setattr(refusal_audit, "ARCHIVE", archive)
     assert refusal_audit.score([audit], draws=20)["harmless/a"]["read_refusal_rate"] == [0.5]
+    # the copy's place follows the run folder's path under the repository's runs/, however it is written
+    assert (results_section.archive_dir(str(ROOT / "runs" / "exp" / "variants"))
+            == results_section.ARCHIVE / "exp" / "variants")
+    assert refusal_audit.archived(str(ROOT / "runs" / "exp" / "eval")) == archive / "exp" / "eval"
+    assert refusal_audit.archived("elsewhere/eval") is None
+    with pytest.raises(SystemExit, match="not a folder under runs/"):
+        results_section.archive_dir(str(tmp_path))
 
 
-def test_score_refuses_labels_read_on_other_text(tmp_path):
+def test_score_refuses_labels_read_on_other_text_or_items(tmp_path):
     ev = tmp_path / "eval"
     ev.mkdir()
-    ev.joinpath("generations-harmless.jsonl").write_text(json.dumps({"id": "a-0", "prompt": "p",
-                                                                     "response": "I cannot do that."}) + "\n")
+    rows = [{"id": "a-0", "prompt": "p", "response": "I cannot do that."},
+            {"id": "a-1", "prompt": "p", "response": "Sure, here it is."}]
+    ev.joinpath("generations-harmless.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     audit = tmp_path / "audit.jsonl"
     refusal_audit.draw([f"m={ev}"], "harmless", audit, {"marked": 0, "screened": 0, "rest": 0}, seed=0)
-    audit.write_text(json.dumps(dict(json.loads(audit.read_text()), label="refuse")) + "\n")
-    assert refusal_audit.score([audit], draws=20)["harmless/m"]["read_refusal_rate"] == [1.0]
-    ev.joinpath("generations-harmless.jsonl").write_text(json.dumps({"id": "a-0", "prompt": "p",
-                                                                     "response": "Sure, here it is."}) + "\n")
-    with pytest.raises(SystemExit, match="m/a-0: the labelled response is not the one"):
+    audit.write_text("".join(json.dumps(dict(it, label="refuse" if "cannot" in it["response"] else "comply")) + "\n"
+                             for it in map(json.loads, audit.open())))
+    assert refusal_audit.score([audit], draws=20)["harmless/m"]["read_refusal_rate"] == [0.5]
+    rerun = [rows[0], dict(rows[1], response="Here is a plan.")]
+    ev.joinpath("generations-harmless.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rerun))
+    with pytest.raises(SystemExit, match="m/a-1: the labelled response is not the one"):
         refusal_audit.score([audit], draws=20)
+    ev.joinpath("generations-harmless.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(SystemExit, match="m/a-1: the labelled response is not an item"):
+        refusal_audit.score([audit], draws=20)
+
+
+def test_results_section_writes_the_section_and_keeps_the_evaluations(tmp_path, monkeypatch):
+    import results_section
+    monkeypatch.setattr(results_section, "ROOT", tmp_path)
+    monkeypatch.setattr(results_section, "DOC", tmp_path / "docs" / "RESULTS.md")
+    monkeypatch.setattr(results_section, "ARCHIVE", tmp_path / "docs" / "runs")
+    run = tmp_path / "runs" / "exp"
+    (run / "report").mkdir(parents=True)
+    (run / "eval").mkdir()
+    (run / "report" / "report.md").write_text("# udasa run: exp\n\nSummary ![plot](a.png)\n\n## Evaluation tables\nx\n")
+    (run / "report" / "a.png").write_bytes(b"png")
+    (run / "eval" / "generations-harmless.jsonl").write_text('{"id": "a-0"}\n')
+    (tmp_path / "docs" / "runs" / "exp" / "eval-base").mkdir(parents=True)
+    (tmp_path / "docs" / "runs" / "exp" / "eval-base" / "metrics.json").write_text("{}")  # archived earlier
+    results_section.main(str(run), "udasa run exp.yaml")
+    text = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert "## Experiment: exp" in text and "![plot](figures/exp/a.png)" in text and "Evaluation tables" not in text
+    assert (tmp_path / "docs" / "runs" / "exp" / "eval" / "generations-harmless.jsonl").exists()
+    assert (tmp_path / "docs" / "runs" / "exp" / "eval-base" / "metrics.json").exists()  # kept, not erased

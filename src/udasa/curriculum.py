@@ -110,14 +110,25 @@ def assign_stages(deltas: list[float], keys: list[str], cfg: CurriculumConfig) -
     return [(STAGES[lab], lab) for lab in labels]
 
 
-def tied_across_stages(deltas: list[float], stage_indices: list[int]) -> int:
-    """How many pairs share their Δu with a pair in another stage. The quantile split breaks such ties by pair
-    id, so these pairs' stages say nothing about Δu: with one score axis under rank normalisation every pair
-    can have the same Δu, and then the stages are an arbitrary split of the pairs."""
-    stages_of: dict[float, set[int]] = {}
+def unordered_share(deltas: list[float], stage_indices: list[int], digits: int = 4) -> float:
+    """Of all comparisons between two pairs in different stages, the share whose Δu are equal (to ``digits``
+    decimals: scores are rounded, so equal Δu can differ in the last digit). The quantile split breaks such
+    ties by pair id, so the stages do not order them by Δu: one tie at a stage boundary is a few
+    comparisons, but with one score axis under rank normalisation every pair can have the same Δu (share 1),
+    and then the stages are an arbitrary split. 0 when there are fewer than two stages."""
+    per_value: dict[float, dict[int, int]] = {}
+    per_stage: dict[int, int] = {}
     for d, s in zip(deltas, stage_indices):
-        stages_of.setdefault(d, set()).add(s)
-    return sum(len(stages_of[d]) > 1 for d in deltas)
+        counts = per_value.setdefault(round(d, digits), {})
+        counts[s] = counts.get(s, 0) + 1
+        per_stage[s] = per_stage.get(s, 0) + 1
+
+    def across(counts) -> int:  # comparisons between members of different stages
+        total = sum(counts)
+        return (total * total - sum(c * c for c in counts)) // 2
+
+    comparisons = across(per_stage.values())
+    return sum(across(c.values()) for c in per_value.values()) / comparisons if comparisons else 0.0
 
 
 def stage_order(curriculum: str) -> list[str]:

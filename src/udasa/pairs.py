@@ -12,7 +12,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from udasa.curriculum import CurriculumConfig, assign_stages, stage_order, tied_across_stages
+from udasa.curriculum import CurriculumConfig, assign_stages, stage_order, unordered_share
 from udasa.errors import InputError, finite_number
 from udasa.io import (atomic_write_json, atomic_write_jsonl, check_distinct, check_messages, iter_jsonl, prompt_format,
                       require)
@@ -22,7 +22,7 @@ REJECTED_RULES = ("highest", "second_lowest", "random_higher")
 SELECTIONS = ("score", "random")
 DROP_REASONS = ("too_few_responses", "identical_text", "empty_response", "delta_below_min")
 ORDERED_BY_DELTA = ("udasa", "reverse", "adaptive")  # curricula whose stages are meant to follow Δu
-TIED_WARN_SHARE = 0.05  # a few exact ties are harmless; past this share the stages stop following Δu
+UNORDERED_WARN_SHARE = 0.05  # a tie at a stage boundary is harmless; past this share the stages stop following Δu
 
 
 @dataclass
@@ -200,13 +200,13 @@ def build_pairs(scores_path: str | Path, out_path: str | Path, config: PairConfi
         "dropped": dropped, "config": asdict(cfg), "stages": stage_summary(kept, cfg.curriculum.curriculum),
     }
     if cfg.curriculum.curriculum in ORDERED_BY_DELTA and cfg.curriculum.split == "quantile":
-        tied = tied_across_stages([p["delta_u"] for p in kept], [p["stage_index"] for p in kept])
-        summary["tied_across_stages"] = tied
-        if kept and tied / len(kept) >= TIED_WARN_SHARE:
-            warnings.warn(f"{out_path}: {tied} of {len(kept)} pairs share their Δu with a pair in another stage, so "
-                          "the quantile split placed them by pair id, not by Δu (one score axis under rank "
-                          "normalisation can give every pair the same Δu); the curriculum orders little here: "
-                          "consider pairs.curriculum.curriculum: none")
+        share = unordered_share([p["delta_u"] for p in kept], [p["stage_index"] for p in kept])
+        summary["unordered_share"] = round(share, 4)
+        if share >= UNORDERED_WARN_SHARE:
+            warnings.warn(f"{out_path}: {share:.0%} of the comparisons between pairs of different stages are ties in "
+                          "Δu, which the split breaks by pair id (one score axis under rank normalisation can give "
+                          "every pair the same Δu): the curriculum orders little here; consider the curriculum "
+                          "'none' (`--curriculum none`, recipe pairs.curriculum.curriculum)")
     atomic_write_json(summary_path(out_path), summary)
     return summary
 
@@ -244,7 +244,7 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  stage {s['stage_index'] + 1} {s['stage']:<12} {s['count']:>6} pairs   Δu {rng}")
     drops = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items() if v) or "none"
     lines.append(f"  dropped: {drops}")
-    if summary.get("tied_across_stages"):
-        lines.append(f"  {summary['tied_across_stages']} pairs share their Δu with a pair in another stage "
-                     "(placed by pair id)")
+    if summary.get("unordered_share", 0) >= UNORDERED_WARN_SHARE:
+        lines.append(f"  {summary['unordered_share']:.0%} of the comparisons across stages are Δu ties "
+                     "(placed by pair id, not by Δu)")
     return "\n".join(lines)
