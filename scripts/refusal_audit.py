@@ -162,13 +162,16 @@ def group_difference(flags: dict[str, dict[str, int]], a: list[str], b: list[str
 
 
 def score(paths: list[Path], reference: str = "base", draws: int = 4000, seed: int = 0,
-          compare: list[tuple[list[str], list[str]]] = ()) -> dict:
+          compare: list[tuple[list[str], list[str]]] = (), models: list[str] | None = None) -> dict:
+    """The markers' accuracy and the rates the labels imply, per task and model (only ``models``, if given:
+    e.g. those whose generations are at hand)."""
     items: dict[tuple, dict] = {}
     for path in paths:
         for i, it in enumerate(map(json.loads, path.open()), 1):
             if it["label"] not in LABELS:
                 raise SystemExit(f"{path}:{i}: field 'label' must be one of {', '.join(LABELS)}, got {it['label']!r}")
-            items[(it["task"], it["model"], it["id"])] = it
+            if models is None or it["model"] in models:
+                items[(it["task"], it["model"], it["id"])] = it
     report, rng = {}, np.random.default_rng(seed)
     names = ("precision", "npv", "accuracy", "recall", "refusal_rate", "not_complied_rate")
     for task in sorted({t for t, _, _ in items}):
@@ -255,6 +258,8 @@ if __name__ == "__main__":
     s.add_argument("--reference", default="base")
     s.add_argument("--compare", action="append", default=[], metavar="A1,A2:B1,B2",
                    help="seeds of one method against seeds of another, item by item (repeatable)")
+    s.add_argument("--models", help="only these models' labels (comma-separated), e.g. those whose generations "
+                                    "are at hand")
     a = ap.parse_args()
     if a.cmd == "draw":
         draw(a.sources, a.task, a.out, {s: getattr(a, s) for s in STRATA}, a.seed, a.exclude)
@@ -262,7 +267,8 @@ if __name__ == "__main__":
         groups = [tuple(side.split(",") for side in c.split(":")) for c in a.compare]
         if any(len(g) != 2 or "" in g[0] + g[1] for g in groups):
             ap.error("--compare: two comma-separated lists of models joined by a colon, e.g. A1,A2:B1,B2")
-        for key, r in score(a.paths, a.reference, compare=groups).items():
+        for key, r in score(a.paths, a.reference, compare=groups,
+                            models=a.models.split(",") if a.models else None).items():
             if "group_difference" in r:
                 g = r["group_difference"]
                 if isinstance(g, str):

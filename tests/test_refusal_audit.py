@@ -143,6 +143,11 @@ def test_score_reads_the_archived_generations_once_the_run_is_gone(tmp_path, mon
         refusal_audit.score([audit], draws=20)
     monkeypatch.setattr(refusal_audit, "ARCHIVE", archive)
     assert refusal_audit.score([audit], draws=20)["harmless/a"]["read_refusal_rate"] == [0.5]
+    lost = tmp_path / "lost.jsonl"  # labels of a model whose generations are gone: left out by --models
+    lost.write_text(json.dumps(dict(json.loads(audit.open().readline()), model="b", eval="runs/gone/eval")) + "\n")
+    with pytest.raises(SystemExit, match="runs/gone/eval/generations-harmless.jsonl: not found"):
+        refusal_audit.score([audit, lost], draws=20)
+    assert set(refusal_audit.score([audit, lost], draws=20, models=["a"])) == {"harmless/a"}
     # the copy's place follows the run folder's path under the repository's runs/, however it is written
     assert (results_section.archive_dir(str(ROOT / "runs" / "exp" / "variants"))
             == results_section.ARCHIVE / "exp" / "variants")
