@@ -6,22 +6,31 @@ files a run holds now, before any label is read against them again.
 Each label file names where its texts came from: requests files (`pair_audit.py draw-requests`) a run and,
 for another sampling, a samples file (each flagged sample is compared with the sample of the same index);
 pair files (`pair_audit.py draw`) the run's pairs.jsonl (chosen and rejected); refusal files
-(`refusal_audit.py draw`) an evaluation folder (its generations). For each file it prints how many labelled
-texts are identical, how many differ (with the characters they share before diverging: sampling reruns
-diverge where a draw falls within float rounding of a token boundary, docs/robustness.md), and how many
-have nothing to compare with (no such file or item). The audits' `score` commands refuse any difference;
-this says how far a rerun got.
+(`refusal_audit.py draw`) an evaluation folder (its generations, or their copy in docs/runs/ where the run
+folder is gone, as `refusal_audit.py score` reads them). For each file it prints how many labelled texts
+are identical, how many differ (with the median number of characters they share before diverging), and
+how many have nothing to compare with (no such file or item); for requests files also how many requests
+now have a flagged sample that nobody labelled (`pair_audit.py score-requests` refuses those too). The
+audits' `score` commands refuse any such difference; this says how far a rerun got.
 """
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 
+from refusal_audit import ROOT, archived, stratum
 
-def _records(path: Path, key: str = "id") -> dict[str, dict] | None:
-    return {r[key]: r for r in map(json.loads, path.open())} if path.exists() else None
+
+def _resolve(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else ROOT / p  # label files record paths from the repository root
+
+
+def _records(path: Path) -> dict[str, dict] | None:
+    return {r["id"]: r for r in map(json.loads, path.open())} if path.exists() else None
 
 
 def _at(record, where: tuple):
@@ -37,18 +46,22 @@ def _at(record, where: tuple):
 def labelled_texts(item: dict) -> tuple[Path, list[tuple[str, object, str]]]:
     """The file a label item's texts came from, and each text as (record id, where in the record, text)."""
     if "flagged" in item:  # a request and its flagged samples
-        source = Path(item.get("samples") or Path(item["run"]) / "samples.jsonl")
+        source = _resolve(item["samples"]) if item.get("samples") else _resolve(item["run"]) / "samples.jsonl"
         return source, [(item["id"], ("responses", f["index"]), f["response"]) for f in item["flagged"]]
     if "chosen" in item:  # a pair
-        return (Path(item["run"]) / "pairs.jsonl",
+        return (_resolve(item["run"]) / "pairs.jsonl",
                 [(item["id"], ("chosen",), item["chosen"]), (item["id"], ("rejected",), item["rejected"])])
-    return Path(item["eval"]) / f"generations-{item['task']}.jsonl", [(item["id"], ("response",), item["response"])]
+    name = f"generations-{item['task']}.jsonl"
+    folder = _resolve(item["eval"])
+    if not (folder / name).exists() and archived(item["eval"]) is not None:
+        folder = archived(item["eval"])
+    return folder / name, [(item["id"], ("response",), item["response"])]
 
 
 def compare(paths: list[Path]) -> dict[str, dict]:
     report, sources = {}, {}
     for path in paths:
-        counts = {"identical": 0, "different": 0, "absent": 0, "shared_chars": []}
+        counts = {"identical": 0, "different": 0, "absent": 0, "shared_chars": [], "newly_flagged": 0}
         for item in map(json.loads, path.open()):
             source, texts = labelled_texts(item)
             if source not in sources:
@@ -62,16 +75,23 @@ def compare(paths: list[Path]) -> dict[str, dict]:
                 else:
                     counts["different"] += 1
                     counts["shared_chars"].append(len(os.path.commonprefix([now, text])))
+            if "flagged" in item:  # a sample the rerun changed into a flagged one has no label at all
+                responses = _at((sources[source] or {}).get(item["id"]), ("responses",)) or []
+                labelled = {f["index"] for f in item["flagged"]}
+                counts["newly_flagged"] += any(stratum(r) != "rest" and i not in labelled
+                                               for i, r in enumerate(responses))
         report[str(path)] = counts
     return report
 
 
 def main(paths: list[str]) -> None:
     for path, c in compare([Path(p) for p in paths]).items():
-        shared = sorted(c["shared_chars"])
-        median = f", median {shared[len(shared) // 2]} characters shared before they diverge" if shared else ""
-        print(f"{path}: {c['identical']} identical, {c['different']} different{median}, {c['absent']} with "
-              "nothing to compare (file or item missing)")
+        shared = f", sharing a median {statistics.median(c['shared_chars']):g} characters before they diverge" \
+            if c["shared_chars"] else ""
+        flagged = f"; {c['newly_flagged']} requests with a flagged sample nobody labelled" \
+            if c["newly_flagged"] else ""
+        print(f"{path}: {c['identical']} identical, {c['different']} different{shared}, {c['absent']} with "
+              f"nothing to compare (file or item missing){flagged}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,36 @@ def test_counts_identical_different_and_absent_texts_of_each_label_format(tmp_pa
     refusals = _jsonl(tmp_path / "refusal.jsonl", [
         {"task": "harmless", "model": "m", "eval": str(run / "eval"), "id": "a-0", "response": "No.", "label": "r"},
         {"task": "helpful", "model": "m", "eval": str(run / "eval"), "id": "b-0", "response": "Hi", "label": "c"}])
-    report = rerun_check.compare([requests, pairs, refusals])
-    assert report[str(requests)] == {"identical": 1, "different": 1, "absent": 2, "shared_chars": [len("Sure: step ")]}
-    assert report[str(pairs)] == {"identical": 2, "different": 0, "absent": 0, "shared_chars": []}
-    assert report[str(refusals)] == {"identical": 1, "different": 0, "absent": 1, "shared_chars": []}
+    other = _jsonl(tmp_path / "other-sampling.jsonl", [{"id": "q1", "responses": ["x", "I can't help.", "I cannot."]}])
+    elsewhere = _jsonl(tmp_path / "requests-other.jsonl", [  # labels of another sampling, named by `samples`
+        {"run": str(run), "samples": str(other), "id": "q1", "n": 3,
+         "flagged": [{"index": 1, "response": "I can't help.", "label": "decline"}]}])
+    report = rerun_check.compare([requests, pairs, refusals, elsewhere])
+    assert report[str(requests)] == {"identical": 1, "different": 1, "absent": 2, "shared_chars": [len("Sure: step ")],
+                                     "newly_flagged": 0}
+    assert report[str(pairs)] == {"identical": 2, "different": 0, "absent": 0, "shared_chars": [],
+                                  "newly_flagged": 0}
+    assert report[str(refusals)] == {"identical": 1, "different": 0, "absent": 1, "shared_chars": [],
+                                     "newly_flagged": 0}
+    # sample 2 ("I cannot.") is flagged now but was not labelled
+    assert report[str(elsewhere)] == {"identical": 1, "different": 0, "absent": 0, "shared_chars": [],
+                                      "newly_flagged": 1}
+    _jsonl(run / "pairs.jsonl", [{"id": "q1", "chosen": "I can't help you.", "rejected": "Sure: step one"}])
+    assert rerun_check.compare([pairs])[str(pairs)]["shared_chars"] == [len("I can't help")]
+    _jsonl(run / "pairs.jsonl", [{"id": "q2", "chosen": "a", "rejected": "b"}])  # the labelled pair is gone
+    assert rerun_check.compare([pairs])[str(pairs)]["absent"] == 2
+
+
+def test_reads_the_kept_copy_of_a_lost_evaluation_and_prints_medians(tmp_path, monkeypatch, capsys):
+    import refusal_audit
+    kept = tmp_path / "docs" / "runs"
+    _jsonl(kept / "exp" / "eval" / "generations-harmless.jsonl", [{"id": "a-0", "response": "Not now."},
+                                                                  {"id": "a-1", "response": "No way at all"}])
+    monkeypatch.setattr(refusal_audit, "ARCHIVE", kept)
+    monkeypatch.chdir(tmp_path)
+    labels = _jsonl(tmp_path / "refusal.jsonl", [
+        {"task": "harmless", "model": "m", "eval": "runs/exp/eval", "id": "a-0", "response": "Not ever.", "label": "r"},
+        {"task": "harmless", "model": "m", "eval": "runs/exp/eval", "id": "a-1", "response": "No", "label": "r"}])
+    assert rerun_check.compare([labels])[str(labels)]["shared_chars"] == [4, 2]
+    rerun_check.main([str(labels)])
+    assert "0 identical, 2 different, sharing a median 3 characters" in capsys.readouterr().out
