@@ -10,7 +10,9 @@ pair files (`pair_audit.py draw`) the run's pairs.jsonl (chosen and rejected); r
 folder is gone, as `refusal_audit.py score` reads them). For each file it prints how many labelled texts
 are identical, how many differ (with the median number of characters they share before diverging), and
 how many have nothing to compare with (no such file or item); for requests files also how many requests
-now have a flagged sample that nobody labelled (`pair_audit.py score-requests` refuses those too). The
+now have a flagged sample that nobody labelled (`pair_audit.py score-requests` refuses those too); for pair
+files how many of the different texts are still among the run's samples (drawn again, but scoring or
+another changed sample of the request made another pair). The
 audits' `score` commands refuse any such difference; this says how far a rerun got.
 """
 from __future__ import annotations
@@ -61,7 +63,8 @@ def labelled_texts(item: dict) -> tuple[Path, list[tuple[str, object, str]]]:
 def compare(paths: list[Path]) -> dict[str, dict]:
     report, sources = {}, {}
     for path in paths:
-        counts = {"identical": 0, "different": 0, "absent": 0, "shared_chars": [], "newly_flagged": 0}
+        counts = {"identical": 0, "different": 0, "absent": 0, "shared_chars": [], "newly_flagged": 0,
+                  "still_sampled": 0}
         for item in map(json.loads, path.open()):
             source, texts = labelled_texts(item)
             if source not in sources:
@@ -75,6 +78,12 @@ def compare(paths: list[Path]) -> dict[str, dict]:
                 else:
                     counts["different"] += 1
                     counts["shared_chars"].append(len(os.path.commonprefix([now, text])))
+                    if "chosen" in item:  # the text drawn again, but another response made the pair
+                        run_samples = _resolve(item["run"]) / "samples.jsonl"
+                        if run_samples not in sources:
+                            sources[run_samples] = _records(run_samples)
+                        counts["still_sampled"] += text in ((sources[run_samples] or {}).get(rec_id) or {}).get(
+                            "responses", [])
             if "flagged" in item:  # a sample the rerun changed into a flagged one has no label at all
                 responses = _at((sources[source] or {}).get(item["id"]), ("responses",)) or []
                 labelled = {f["index"] for f in item["flagged"]}
@@ -90,6 +99,9 @@ def main(paths: list[str]) -> None:
             if c["shared_chars"] else ""
         flagged = f"; {c['newly_flagged']} requests with a flagged sample nobody labelled" \
             if c["newly_flagged"] else ""
+        if c["still_sampled"]:
+            flagged += (f"; {c['still_sampled']} of the different pair texts were drawn again but another "
+                        "response made the pair")
         print(f"{path}: {c['identical']} identical, {c['different']} different{shared}, {c['absent']} with "
               f"nothing to compare (file or item missing){flagged}")
 

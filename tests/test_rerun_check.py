@@ -35,16 +35,19 @@ def test_counts_identical_different_and_absent_texts_of_each_label_format(tmp_pa
          "flagged": [{"index": 1, "response": "I can't help.", "label": "decline"}]}])
     report = rerun_check.compare([requests, pairs, refusals, elsewhere])
     assert report[str(requests)] == {"identical": 1, "different": 1, "absent": 2, "shared_chars": [len("Sure: step ")],
-                                     "newly_flagged": 0}
+                                     "newly_flagged": 0, "still_sampled": 0}
     assert report[str(pairs)] == {"identical": 2, "different": 0, "absent": 0, "shared_chars": [],
-                                  "newly_flagged": 0}
+                                  "newly_flagged": 0, "still_sampled": 0}
     assert report[str(refusals)] == {"identical": 1, "different": 0, "absent": 1, "shared_chars": [],
-                                     "newly_flagged": 0}
+                                     "newly_flagged": 0, "still_sampled": 0}
     # sample 2 ("I cannot.") is flagged now but was not labelled
     assert report[str(elsewhere)] == {"identical": 1, "different": 0, "absent": 0, "shared_chars": [],
-                                      "newly_flagged": 1}
+                                      "newly_flagged": 1, "still_sampled": 0}
     _jsonl(run / "pairs.jsonl", [{"id": "q1", "chosen": "I can't help you.", "rejected": "Sure: step one"}])
     assert rerun_check.compare([pairs])[str(pairs)]["shared_chars"] == [len("I can't help")]
+    assert rerun_check.compare([pairs])[str(pairs)]["still_sampled"] == 1  # "I can't help." is still sample 0
+    _jsonl(run / "samples.jsonl", [{"id": "q1", "responses": ["I can't help you.", "Sure: step one"]}])
+    assert rerun_check.compare([pairs])[str(pairs)]["still_sampled"] == 0
     _jsonl(run / "pairs.jsonl", [{"id": "q2", "chosen": "a", "rejected": "b"}])  # the labelled pair is gone
     assert rerun_check.compare([pairs])[str(pairs)]["absent"] == 2
 
