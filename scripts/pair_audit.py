@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from refusal_audit import stratum
+from results_section import run_path
 from udasa.diagnostics import pair_diagnostics
 
 LABELS = ("chosen", "rejected", "both", "neither")
@@ -104,14 +105,6 @@ def direction(shares: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.stack([chosen, rejected, chosen - rejected], -1)
 
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run_dir(run: str) -> Path:
-    path = Path(run)
-    return path if path.is_absolute() or path.exists() else ROOT / path  # recorded relative to the repository
-
-
 def score(path: Path, draws: int = 4000, seed: int = 0) -> dict:
     items = {}
     for i, it in enumerate(map(json.loads, path.open()), 1):
@@ -121,7 +114,7 @@ def score(path: Path, draws: int = 4000, seed: int = 0) -> dict:
     if not items:
         raise SystemExit(f"{path}: no labelled pairs")
     first = next(iter(items.values()))
-    pairs = _pairs(_run_dir(first["run"]), first["id"].rsplit("-", 1)[0])
+    pairs = _pairs(run_path(first["run"]), first["id"].rsplit("-", 1)[0])
     by_id = {p["id"]: p for p in pairs}
     for i, it in items.items():
         if i not in by_id or (by_id[i]["chosen"], by_id[i]["rejected"]) != (it["chosen"], it["rejected"]):
@@ -268,8 +261,8 @@ def score_requests(path: Path, resamples: int = 2000, seed: int = 0, spec: str |
                                  f"got {f.get('label')!r}")
     if not items:
         raise SystemExit(f"{path}: no requests")
-    run, samples = _run_dir(items[0]["run"]), items[0].get("samples")
-    source = _run_dir(samples) if samples else run / "scores.jsonl"
+    run, samples = run_path(items[0]["run"]), items[0].get("samples")
+    source = run_path(samples) if samples else run / "scores.jsonl"
     responses = {r["id"]: r["responses"] for r in map(json.loads, source.open())}
     if spec is not None and samples:
         raise SystemExit(f"{path}: --spec re-pairs the run's own samples; these labels are of another sampling")
@@ -353,7 +346,7 @@ if __name__ == "__main__":
     elif a.cmd == "score-requests":
         if a.score_config is not None and a.spec is None:
             ap.error("--score-config: only with --spec")
-        spec = a.spec if a.spec is None or not a.spec.endswith((".yaml", ".yml", ".json")) else str(_run_dir(a.spec))
+        spec = a.spec if a.spec is None or not a.spec.endswith((".yaml", ".yml", ".json")) else str(run_path(a.spec))
         r = score_requests(a.path, spec=spec, score_config=a.score_config)
         if r.get("unpaired_under_spec"):
             print(f"{r['unpaired_under_spec']} labelled requests would have no pair under {a.spec}: left out")

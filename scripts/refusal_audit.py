@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from results_section import archived
 from udasa.evaluation.metrics import is_refusal
 from udasa.stats import bootstrap_ci
 
@@ -53,20 +54,6 @@ SCREEN = re.compile(r"\b(not equipped|unable to|can't|cannot|can not|won't|will 
 
 def stratum(response: str) -> str:
     return "marked" if is_refusal(response) else "screened" if SCREEN.search(response) else "rest"
-
-
-ROOT = Path(__file__).resolve().parents[1]
-ARCHIVE = ROOT / "docs" / "runs"
-
-
-def archived(folder: str) -> Path | None:
-    """Where scripts/results_section.py keeps a copy of a run folder (``runs/NAME/...`` ->
-    ``docs/runs/NAME/...``), or None for a folder outside runs/."""
-    p = Path(folder) if Path(folder).is_absolute() else Path.cwd() / folder
-    try:
-        return ARCHIVE / p.resolve().relative_to((ROOT / "runs").resolve())
-    except ValueError:  # a relative runs/... path read from another directory than the one it was written in
-        return ARCHIVE.joinpath(*Path(folder).parts[1:]) if Path(folder).parts[:1] == ("runs",) else None
 
 
 def _generations(folder: str, task: str) -> list[dict]:

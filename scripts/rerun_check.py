@@ -23,12 +23,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from refusal_audit import ROOT, archived, stratum
-
-
-def _resolve(path: str) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() or p.exists() else ROOT / p  # label files record paths from the repository root
+from refusal_audit import stratum
+from results_section import archived, run_path
 
 
 def _records(path: Path) -> dict[str, dict] | None:
@@ -48,13 +44,13 @@ def _at(record, where: tuple):
 def labelled_texts(item: dict) -> tuple[Path, list[tuple[str, object, str]]]:
     """The file a label item's texts came from, and each text as (record id, where in the record, text)."""
     if "flagged" in item:  # a request and its flagged samples
-        source = _resolve(item["samples"]) if item.get("samples") else _resolve(item["run"]) / "samples.jsonl"
+        source = run_path(item["samples"]) if item.get("samples") else run_path(item["run"]) / "samples.jsonl"
         return source, [(item["id"], ("responses", f["index"]), f["response"]) for f in item["flagged"]]
     if "chosen" in item:  # a pair
-        return (_resolve(item["run"]) / "pairs.jsonl",
+        return (run_path(item["run"]) / "pairs.jsonl",
                 [(item["id"], ("chosen",), item["chosen"]), (item["id"], ("rejected",), item["rejected"])])
     name = f"generations-{item['task']}.jsonl"
-    folder = _resolve(item["eval"])
+    folder = run_path(item["eval"])
     if not (folder / name).exists() and archived(item["eval"]) is not None:
         folder = archived(item["eval"])
     return folder / name, [(item["id"], ("response",), item["response"])]
@@ -79,7 +75,7 @@ def compare(paths: list[Path]) -> dict[str, dict]:
                     counts["different"] += 1
                     counts["shared_chars"].append(len(os.path.commonprefix([now, text])))
                     if "chosen" in item:  # the text drawn again, but another response made the pair
-                        run_samples = _resolve(item["run"]) / "samples.jsonl"
+                        run_samples = run_path(item["run"]) / "samples.jsonl"
                         if run_samples not in sources:
                             sources[run_samples] = _records(run_samples)
                         counts["still_sampled"] += text in ((sources[run_samples] or {}).get(rec_id) or {}).get(

@@ -21,12 +21,29 @@ ARCHIVE = ROOT / "docs" / "runs"
 KEPT = ("metrics.json", "generations-*.jsonl", "diagnostics.json", "*.summary.json")
 
 
+def run_path(recorded: str) -> Path:
+    """A path recorded in a label file or a report: as given where it exists (or is absolute), otherwise from
+    the repository root (label files record paths from there)."""
+    path = Path(recorded)
+    return path if path.is_absolute() or path.exists() else ROOT / path
+
+
+def archived(folder: str) -> Path | None:
+    """Where `archive` keeps a copy of a folder under runs/ (``runs/NAME/...`` -> ``docs/runs/NAME/...``), or
+    None for a folder outside runs/."""
+    p = Path(folder) if Path(folder).is_absolute() else Path.cwd() / folder
+    try:
+        return ARCHIVE / p.resolve().relative_to((ROOT / "runs").resolve())
+    except ValueError:  # a relative runs/... path read from another directory than the one it was written in
+        return ARCHIVE.joinpath(*Path(folder).parts[1:]) if Path(folder).parts[:1] == ("runs",) else None
+
+
 def archive_dir(run_dir: str) -> Path:
     """docs/runs/<the run folder's path under runs/>: where scripts/refusal_audit.py looks for it."""
-    try:
-        return ARCHIVE / Path(run_dir).resolve().relative_to((ROOT / "runs").resolve())
-    except ValueError:
-        raise SystemExit(f"{run_dir}: not a folder under runs/ (only those are archived)") from None
+    dest = archived(str(Path(run_dir).resolve()))
+    if dest is None:
+        raise SystemExit(f"{run_dir}: not a folder under runs/ (only those are archived)")
+    return dest
 
 
 def archive(run_dir: Path, dest: Path) -> list[Path]:

@@ -138,10 +138,10 @@ def test_score_reads_the_archived_generations_once_the_run_is_gone(tmp_path, mon
                              for it in map(json.loads, audit.open())))
     import shutil
     shutil.rmtree(tmp_path / "runs")  # a new machine: only what was committed is left
-    monkeypatch.setattr(refusal_audit, "ARCHIVE", tmp_path / "elsewhere")
+    monkeypatch.setattr(results_section, "ARCHIVE", tmp_path / "elsewhere")
     with pytest.raises(SystemExit, match="generations-harmless.jsonl: not found"):
         refusal_audit.score([audit], draws=20)
-    monkeypatch.setattr(refusal_audit, "ARCHIVE", archive)
+    monkeypatch.setattr(results_section, "ARCHIVE", archive)
     assert refusal_audit.score([audit], draws=20)["harmless/a"]["read_refusal_rate"] == [0.5]
     lost = tmp_path / "lost.jsonl"  # labels of a model whose generations are gone: left out by --models
     lost.write_text(json.dumps(dict(json.loads(audit.open().readline()), model="b", eval="runs/gone/eval")) + "\n")
@@ -151,8 +151,8 @@ def test_score_reads_the_archived_generations_once_the_run_is_gone(tmp_path, mon
     # the copy's place follows the run folder's path under the repository's runs/, however it is written
     assert (results_section.archive_dir(str(ROOT / "runs" / "exp" / "variants"))
             == results_section.ARCHIVE / "exp" / "variants")
-    assert refusal_audit.archived(str(ROOT / "runs" / "exp" / "eval")) == archive / "exp" / "eval"
-    assert refusal_audit.archived("elsewhere/eval") is None
+    assert results_section.archived(str(ROOT / "runs" / "exp" / "eval")) == archive / "exp" / "eval"
+    assert results_section.archived("elsewhere/eval") is None
     with pytest.raises(SystemExit, match="not a folder under runs/"):
         results_section.archive_dir(str(tmp_path))
 

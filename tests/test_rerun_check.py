@@ -53,11 +53,11 @@ def test_counts_identical_different_and_absent_texts_of_each_label_format(tmp_pa
 
 
 def test_reads_the_kept_copy_of_a_lost_evaluation_and_prints_medians(tmp_path, monkeypatch, capsys):
-    import refusal_audit
+    import results_section
     kept = tmp_path / "docs" / "runs"
     _jsonl(kept / "exp" / "eval" / "generations-harmless.jsonl", [{"id": "a-0", "response": "Not now."},
                                                                   {"id": "a-1", "response": "No way at all"}])
-    monkeypatch.setattr(refusal_audit, "ARCHIVE", kept)
+    monkeypatch.setattr(results_section, "ARCHIVE", kept)
     monkeypatch.chdir(tmp_path)
     labels = _jsonl(tmp_path / "refusal.jsonl", [
         {"task": "harmless", "model": "m", "eval": "runs/exp/eval", "id": "a-0", "response": "Not ever.", "label": "r"},
