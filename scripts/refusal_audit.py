@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from results_section import archived
+from results_section import archived, run_path
 from udasa.evaluation.metrics import is_refusal
 from udasa.stats import bootstrap_ci
 
@@ -56,16 +56,21 @@ def stratum(response: str) -> str:
     return "marked" if is_refusal(response) else "screened" if SCREEN.search(response) else "rest"
 
 
+def generations_path(folder: str, task: str) -> Path:
+    """Where an evaluation's generations are read: in the run (a recorded path, `run_path`) or, where the run
+    is gone (runs/ does not survive a change of machine), in its copy in docs/runs/. The run's path if
+    neither exists."""
+    path = run_path(folder) / f"generations-{task}.jsonl"
+    copy = archived(folder)
+    return copy / path.name if not path.exists() and copy is not None and (copy / path.name).exists() else path
+
+
 def _generations(folder: str, task: str) -> list[dict]:
-    """An evaluation's generations, from the run or, where the run is gone (runs/ does not survive a change
-    of machine), from the copy in docs/runs/."""
-    path = Path(folder) / f"generations-{task}.jsonl"
+    path = generations_path(folder, task)
     if not path.exists():
         copy = archived(folder)
-        if copy is None or not (copy / path.name).exists():
-            raise SystemExit(f"{path}: not found{f' (nor {copy / path.name})' if copy else ''}: rerun the run that "
-                             "wrote it, or keep its evaluations with scripts/results_section.py")
-        path = copy / path.name
+        raise SystemExit(f"{path}: not found{f' (nor {copy / path.name})' if copy else ''}: rerun the run that "
+                         "wrote it, or keep its evaluations with scripts/results_section.py")
     return [json.loads(line) for line in path.open()]
 
 

@@ -12,8 +12,8 @@ are identical, how many differ (with the median number of characters they share 
 how many have nothing to compare with (no such file or item); for requests files also how many requests
 now have a flagged sample that nobody labelled (`pair_audit.py score-requests` refuses those too); for pair
 files how many of the different texts are still among the run's samples (drawn again, but scoring or
-another changed sample of the request made another pair). The
-audits' `score` commands refuse any such difference; this says how far a rerun got.
+another changed sample of the request made another pair). The audits' `score` commands refuse any such
+difference; this says how far a rerun got.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from refusal_audit import stratum
-from results_section import archived, run_path
+from refusal_audit import generations_path, stratum
+from results_section import run_path
 
 
 def _records(path: Path) -> dict[str, dict] | None:
@@ -49,11 +49,7 @@ def labelled_texts(item: dict) -> tuple[Path, list[tuple[str, object, str]]]:
     if "chosen" in item:  # a pair
         return (run_path(item["run"]) / "pairs.jsonl",
                 [(item["id"], ("chosen",), item["chosen"]), (item["id"], ("rejected",), item["rejected"])])
-    name = f"generations-{item['task']}.jsonl"
-    folder = run_path(item["eval"])
-    if not (folder / name).exists() and archived(item["eval"]) is not None:
-        folder = archived(item["eval"])
-    return folder / name, [(item["id"], ("response",), item["response"])]
+    return generations_path(item["eval"], item["task"]), [(item["id"], ("response",), item["response"])]
 
 
 def compare(paths: list[Path]) -> dict[str, dict]:
