@@ -2,14 +2,24 @@
 docs/figures/NAME/, and what the docs' figures are computed from into docs/runs/NAME/: every evaluated model's
 metrics.json and generations-<task>.jsonl (what the hand-read refusal audits score), the report's
 diagnostics.json and the pairs summaries. runs/ does not survive a change of machine; these files do, and
-scripts that read a run's evaluations (scripts/refusal_audit.py) fall back on them. Weights, samples,
-scores and pairs stay in runs/.
+scripts that read a run's evaluations (scripts/refusal_audit.py) fall back on them. Weights and pairs stay
+in runs/.
+
+A run's shared inputs (prompts, samples, scores: an hour or more of a CPU for the harmless recipe) can be
+kept too, gzipped, and put back on a new machine, so that `udasa run` resumes after them instead of drawing
+them again (a rerun draws a few samples differently: docs/robustness.md); the base's evaluation comes back
+with them, since the base model does not change:
 
     python scripts/results_section.py RUN_DIR "COMMAND THAT PRODUCED IT"
     python scripts/results_section.py RUN_DIR --archive-only     # only the files for docs/runs/NAME/
+    python scripts/results_section.py RUN_DIR --keep-inputs      # and prompts/samples/scores, gzipped
+    python scripts/results_section.py RUN_DIR --restore          # put them (and eval-base) back into RUN_DIR
 """
 from __future__ import annotations
 
+import argparse
+import gzip
+import json
 import re
 import shutil
 import sys
@@ -19,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "RESULTS.md"
 ARCHIVE = ROOT / "docs" / "runs"
 KEPT = ("metrics.json", "generations-*.jsonl", "diagnostics.json", "*.summary.json")
+INPUTS = ("prompts.jsonl", "samples.jsonl", "scores.jsonl")  # the shared stages' artifacts, at the run's top
+RESTORED = ("eval-base",)  # evaluations of a model no training changes
 
 
 def run_path(recorded: str) -> Path:
@@ -64,6 +76,65 @@ def archive(run_dir: Path, dest: Path) -> list[Path]:
     return copies
 
 
+def _marker_of(run_dir: Path, marker: Path) -> Path | None:
+    """The kept part of the run a finished stage's marker stands for (an input file or a `RESTORED` folder),
+    relative to the run folder, or None."""
+    try:
+        artifact = Path(json.loads(marker.read_text())["artifact"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+    rel = Path(*artifact.parts[-2:]) if artifact.parent.name in RESTORED else Path(artifact.name)
+    return rel if str(rel) in INPUTS or rel.parts[0] in RESTORED else None
+
+
+def keep_inputs(run_dir: Path, dest: Path) -> list[Path]:
+    """Gzip the run's shared inputs (`INPUTS`) whose stage has finished into ``dest`` as NAME.gz, with the
+    stage markers of those and of the `RESTORED` evaluations (``.stages/``), so that a restored run counts
+    them as done, with the time they took. A file whose stage has not finished is not kept."""
+    copies = []
+    for marker in sorted((run_dir / ".stages").glob("*.json")):
+        rel = _marker_of(run_dir, marker)
+        if rel is None:
+            continue
+        dest.joinpath(".stages").mkdir(parents=True, exist_ok=True)
+        shutil.copy(marker, dest / ".stages" / marker.name)
+        copies.append(dest / ".stages" / marker.name)
+        if str(rel) in INPUTS:
+            with open(run_dir / rel, "rb") as fin, open(dest / f"{rel}.gz", "wb") as raw, \
+                    gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as fout:  # same bytes every time
+                shutil.copyfileobj(fin, fout)
+            copies.append(dest / f"{rel}.gz")
+    return copies
+
+
+def restore(dest: Path, run_dir: Path) -> list[Path]:
+    """Put kept inputs, their stage markers and the `RESTORED` evaluations back into ``run_dir``. A file
+    already there is left as it is if identical and refused if it differs: restoring never overwrites a run's
+    own work."""
+    planned = []
+    for name in INPUTS:
+        if (dest / f"{name}.gz").exists():
+            with gzip.open(dest / f"{name}.gz", "rb") as f:
+                planned.append((run_dir / name, f.read()))
+    for folder in (*RESTORED, ".stages"):
+        for src in sorted((dest / folder).rglob("*")) if (dest / folder).is_dir() else []:
+            if src.is_file():
+                planned.append((run_dir / src.relative_to(dest), src.read_bytes()))
+    if not any(path.name in INPUTS for path, _ in planned):
+        raise SystemExit(f"{dest}: no inputs kept to restore (keep them with --keep-inputs)")
+    clashes = [str(path) for path, data in planned if path.exists() and path.read_bytes() != data]
+    if clashes:
+        raise SystemExit(f"{len(clashes)} files in {run_dir} differ from the kept copies, e.g. {clashes[0]}: "
+                         "restore into an empty run folder, or delete them first")
+    written = []
+    for path, data in planned:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            written.append(path)
+    return written
+
+
 def main(run_dir: str, command: str) -> None:
     dest = archive_dir(run_dir)
     report = (Path(run_dir) / "report" / "report.md").read_text()
@@ -89,9 +160,26 @@ def main(run_dir: str, command: str) -> None:
     print(f"updated {DOC} ({title}); {len(copies)} files in {dest}")
 
 
-if __name__ == "__main__":
-    if sys.argv[2:] == ["--archive-only"]:
-        dest = archive_dir(sys.argv[1])
-        print(f"{len(archive(Path(sys.argv[1]), dest))} files in {dest}")
+def cli(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a run folder under runs/")
+    parser.add_argument("command", nargs="?", help="the command that produced it (for the section)")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--archive-only", action="store_true", help="copy the evaluations etc., no section")
+    what.add_argument("--keep-inputs", action="store_true", help="also keep prompts, samples and scores")
+    what.add_argument("--restore", action="store_true", help="put kept inputs and eval-base back")
+    args = parser.parse_args(argv)
+    run_dir, dest = Path(args.run_dir), archive_dir(args.run_dir)
+    if args.restore:
+        print(f"{len(restore(dest, run_dir))} files written into {run_dir} from {dest}")
+    elif args.archive_only or args.keep_inputs:
+        copies = archive(run_dir, dest) + (keep_inputs(run_dir, dest) if args.keep_inputs else [])
+        print(f"{len(copies)} files in {dest}")
+    elif args.command:
+        main(args.run_dir, args.command)
     else:
-        main(sys.argv[1], sys.argv[2])
+        parser.error("give the command that produced the run, or --archive-only / --keep-inputs / --restore")
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

@@ -106,6 +106,43 @@ def test_tiny_pipeline_end_to_end_and_rerun_reuses_everything(tmp_path, tiny_mod
         run_pipeline(grown, report_only=True, out=tmp_path / "empty")
 
 
+def test_kept_inputs_restored_on_a_new_machine_are_not_drawn_again(tmp_path, tiny_model_path):
+    # runs/ does not survive a change of machine: the samples, scores and base evaluation kept in docs/runs
+    # (scripts/results_section.py --keep-inputs) are put back with --restore, and the run resumes after them
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import results_section
+
+    recipe = tiny_recipe(tmp_path, tiny_model_path, baselines=[], eval={"tasks": ["harmless"], "limit": 2,
+                                                                       "bootstrap_resamples": 100})
+    assert udasa_run(recipe).returncode == 0
+    run, kept = tmp_path / "run", tmp_path / "docs-runs" / "tiny"
+    inputs = {name: (run / name).read_bytes() for name in results_section.INPUTS}
+    results_section.archive(run, kept)
+    copies = results_section.keep_inputs(run, kept)
+    assert {c.name for c in copies} >= {"samples.jsonl.gz", "scores.jsonl.gz", "sample.json", "score.json",
+                                        "eval-base__harmless.json"}
+    assert not any(c.name.startswith(("train", "pairs")) for c in copies)  # what training made is not kept
+    assert results_section.keep_inputs(run, kept) == copies  # the same bytes again (no timestamp in the gzip)
+
+    import shutil
+    shutil.rmtree(run)  # the new machine
+    written = results_section.restore(kept, run)
+    assert {p.name for p in written} >= {"samples.jsonl", "scores.jsonl", "generations-harmless.jsonl"}
+    assert {name: (run / name).read_bytes() for name in inputs} == inputs
+    assert results_section.restore(kept, run) == []  # identical files are left as they are
+    r = udasa_run(recipe)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for stage in ("prompts", "sample", "score", "eval-base/harmless"):
+        assert f"[{stage}] done earlier" in r.stdout, stage
+    assert "[train] -> " in r.stdout  # training, which was not kept, runs again
+
+    (run / "scores.jsonl").write_text("{}\n")  # never overwrite a run's own work
+    with pytest.raises(SystemExit, match="differ from the kept copies"):
+        results_section.restore(kept, run)
+    with pytest.raises(SystemExit, match="no inputs kept"):
+        results_section.restore(tmp_path / "nothing", run)
+
+
 def test_parts_of_a_recipe_run_side_by_side_with_only(tmp_path, tiny_model_path):
     from udasa.errors import InputError
     from udasa.pipeline import run as run_pipeline
