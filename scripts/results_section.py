@@ -30,6 +30,7 @@ DOC = ROOT / "docs" / "RESULTS.md"
 ARCHIVE = ROOT / "docs" / "runs"
 KEPT = ("metrics.json", "generations-*.jsonl", "diagnostics.json", "*.summary.json")
 INPUTS = ("prompts.jsonl", "samples.jsonl", "scores.jsonl")  # the shared stages' artifacts, at the run's top
+STAGE_INPUTS = {"prompts": "prompts.jsonl", "sample": "samples.jsonl", "score": "scores.jsonl"}
 RESTORED = ("eval-base",)  # evaluations of a model no training changes
 
 
@@ -76,34 +77,38 @@ def archive(run_dir: Path, dest: Path) -> list[Path]:
     return copies
 
 
-def _marker_of(run_dir: Path, marker: Path) -> Path | None:
-    """The kept part of the run a finished stage's marker stands for (an input file or a `RESTORED` folder),
-    relative to the run folder, or None."""
-    try:
-        artifact = Path(json.loads(marker.read_text())["artifact"])
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return None
-    rel = Path(*artifact.parts[-2:]) if artifact.parent.name in RESTORED else Path(artifact.name)
-    return rel if str(rel) in INPUTS or rel.parts[0] in RESTORED else None
+def _kept_stage(marker: Path) -> str | None:
+    """What a shared stage's marker (``.stages/<stage>.json``) stands for: its input file (`INPUTS`), the
+    `RESTORED` folder of a base evaluation, or None for any other stage (pairs, training, variants, rounds).
+    By the marker's name, which the pipeline fixes: a round's ``round-2/sample`` writes a ``samples.jsonl``
+    too, under ``round-2/``, and is not the run's."""
+    stage = marker.stem
+    if stage in STAGE_INPUTS:
+        return STAGE_INPUTS[stage]
+    return next((folder for folder in RESTORED if stage.startswith(folder + "__")), None)
 
 
 def keep_inputs(run_dir: Path, dest: Path) -> list[Path]:
     """Gzip the run's shared inputs (`INPUTS`) whose stage has finished into ``dest`` as NAME.gz, with the
     stage markers of those and of the `RESTORED` evaluations (``.stages/``), so that a restored run counts
-    them as done, with the time they took. A file whose stage has not finished is not kept."""
+    them as done, with the time they took. A file whose stage has not finished is not kept. What an earlier
+    call kept is replaced as a whole: kept samples of one run beside kept scores of another would be
+    restored as one run."""
+    for old in [*dest.glob("*.jsonl.gz"), *dest.glob(".stages/*.json")]:
+        old.unlink()
     copies = []
     for marker in sorted((run_dir / ".stages").glob("*.json")):
-        rel = _marker_of(run_dir, marker)
-        if rel is None:
+        kept = _kept_stage(marker)
+        if kept is None:
             continue
         dest.joinpath(".stages").mkdir(parents=True, exist_ok=True)
         shutil.copy(marker, dest / ".stages" / marker.name)
         copies.append(dest / ".stages" / marker.name)
-        if str(rel) in INPUTS:
-            with open(run_dir / rel, "rb") as fin, open(dest / f"{rel}.gz", "wb") as raw, \
+        if kept in INPUTS:
+            with open(run_dir / kept, "rb") as fin, open(dest / f"{kept}.gz", "wb") as raw, \
                     gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as fout:  # same bytes every time
                 shutil.copyfileobj(fin, fout)
-            copies.append(dest / f"{rel}.gz")
+            copies.append(dest / f"{kept}.gz")
     return copies
 
 
@@ -127,10 +132,11 @@ def restore(dest: Path, run_dir: Path) -> list[Path]:
         raise SystemExit(f"{len(clashes)} files in {run_dir} differ from the kept copies, e.g. {clashes[0]}: "
                          "restore into an empty run folder, or delete them first")
     written = []
-    for path, data in planned:
+    for path, data in sorted(planned, key=lambda p: p[0].parent.name == ".stages"):  # markers last
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            path.with_name(path.name + ".restoring").write_bytes(data)
+            path.with_name(path.name + ".restoring").replace(path)  # whole or absent, never half a file
             written.append(path)
     return written
 

@@ -122,7 +122,15 @@ def test_kept_inputs_restored_on_a_new_machine_are_not_drawn_again(tmp_path, tin
     assert {c.name for c in copies} >= {"samples.jsonl.gz", "scores.jsonl.gz", "sample.json", "score.json",
                                         "eval-base__harmless.json"}
     assert not any(c.name.startswith(("train", "pairs")) for c in copies)  # what training made is not kept
-    assert results_section.keep_inputs(run, kept) == copies  # the same bytes again (no timestamp in the gzip)
+    first = {c: c.read_bytes() for c in copies}
+    assert {c: c.read_bytes() for c in results_section.keep_inputs(run, kept)} == first  # no timestamp in the gzip
+    # a round's stages write samples.jsonl and scores.jsonl too, under round-2/: not the run's inputs
+    for stage in ("round-2__sample", "round-2__score"):
+        (run / ".stages" / f"{stage}.json").write_text(json.dumps({"hash": "x", "artifact": str(run / "round-2" /
+                                                                   "samples.jsonl"), "seconds": 1}))
+    (kept / "stale.jsonl.gz").write_bytes(b"kept by an earlier call")  # replaced as a whole, not mixed in
+    assert sorted(results_section.keep_inputs(run, kept)) == sorted(copies)
+    assert not (kept / "stale.jsonl.gz").exists()
 
     import shutil
     shutil.rmtree(run)  # the new machine
