@@ -93,6 +93,17 @@ def test_empty_files_are_handled(tmp_path):
     assert list(iter_jsonl(path)) == []
 
 
+def test_samples_with_a_token_logprob_not_a_number_name_the_field(tmp_path):
+    # found by the fuzzer below (2026-12-01): a null among token log-probs crashed the mean with a TypeError
+    from udasa.uncertainty.scorer import iter_samples
+
+    path = tmp_path / "samples.jsonl"
+    path.write_text('{"responses": ["", "", ""], "prompt": "", "id": "", "token_logprobs": [[], [], [null]]}\n')
+    with pytest.raises(InputError, match="token_logprobs") as e:
+        list(iter_samples(path))
+    assert str(e.value).startswith(f"{path}:1: field 'token_logprobs'")
+
+
 floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.text(max_size=3), st.none())
 msgs = st.one_of(json_values, st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "x"]),
                                                               "content": st.one_of(st.text(max_size=20), json_values)}),

@@ -39,8 +39,8 @@ def check_sample(rec: dict, *, path: str, line: int, model: str | None = None) -
         lpm = require(rec, "logprob_mean", list, path=path, line=line)
     else:
         tl = require(rec, "token_logprobs", list, path=path, line=line)
-        if len(tl) != n or not all(isinstance(t, list) for t in tl):
-            raise InputError(f"must be {n} lists of numbers", path=path, line=line, field="token_logprobs")
+        if len(tl) != n or not all(isinstance(t, list) and all(finite_number(x) for x in t) for t in tl):
+            raise InputError(f"must be {n} lists of finite numbers", path=path, line=line, field="token_logprobs")
         lpm = [sum(t) / len(t) if t else 0.0 for t in tl]
     if len(lpm) != n or not all(finite_number(x) for x in lpm):
         raise InputError(f"must be {n} finite numbers (one per response)", path=path, line=line,
