@@ -1,5 +1,6 @@
 """Scoring math, estimators on constructed cases, specs, config, and the scoring stage end to end (no real models)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,6 +119,30 @@ def test_builtin_specs_load():
     for name in builtin_specs():
         spec = load_spec(name)
         assert spec.principles and all(p.conforming and p.violating and p.question for p in spec.principles)
+
+
+AUDIT_SPECS = sorted((Path(__file__).parents[1] / "docs" / "audits").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", AUDIT_SPECS, ids=[p.stem for p in AUDIT_SPECS])
+def test_specs_the_docs_score_with_load(path):
+    # docs/evaluation.md scores and trains with these; a broken one would only show in a long run
+    spec = load_spec(str(path))
+    assert spec.name == path.stem and spec.principles
+
+
+def test_plain_decline_spec_differs_from_safety_only_in_the_openings_it_balances():
+    spec = load_spec(str(Path(__file__).parents[1] / "docs" / "audits" / "safety-plain-decline.yaml"))
+    shipped = load_spec("safety")
+    harm = spec.principles[0]
+    for opening in ("I'm sorry", "I'm glad you", "As an AI"):
+        # an opening that begins statements on one side only is evidence for that side whatever follows it
+        assert any(s.startswith(opening) for s in harm.conforming), opening
+        assert any(s.startswith(opening) for s in harm.violating), opening
+    assert spec.principles[1:] == shipped.principles[1:]
+    assert (harm.follow, harm.violate) == (shipped.principles[0].follow, shipped.principles[0].violate)
+    assert {k: spec.fitted[k] for k in ("weights", "contrast_weight", "factual_gate")} == \
+        {k: shipped.fitted[k] for k in ("weights", "contrast_weight", "factual_gate")}
 
 
 @pytest.mark.parametrize("text,field", [
