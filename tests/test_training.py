@@ -211,6 +211,29 @@ def test_lora_start_does_not_depend_on_what_the_process_did_before(tiny_model_pa
     assert ends[0] == ends[1]
 
 
+def test_skip_stages_trains_the_other_stages_as_the_full_run_does(tiny_model_path, tmp_path):
+    """Dropping the exploratory stage is the full run stopped after its moderate stage: same seeds per stage,
+    same weights, and final/ is the moderate stage."""
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n_per_stage=2)
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train(pairs, full, cfg(tiny_model_path, tmp_path, max_steps=1))
+    train(pairs, cut, cfg(tiny_model_path, tmp_path, max_steps=1, skip_stages=["exploratory"]))
+    assert sorted(p.name for p in cut.iterdir() if p.is_dir()) == ["final", "stage-1-conservative", "stage-2-moderate"]
+    for name in ("stage-1-conservative", "stage-2-moderate"):
+        assert stage_rec(cut, name)["end_weights"] == stage_rec(full, name)["end_weights"]
+    from transformers import AutoModelForCausalLM
+
+    from udasa.training.ref_cache import weights_hash
+
+    assert weights_hash(AutoModelForCausalLM.from_pretrained(cut / "final")) == \
+        stage_rec(full, "stage-2-moderate")["end_weights"] != stage_rec(full, "stage-3-exploratory")["end_weights"]
+    assert json.loads((cut / "run.json").read_text())["config"]["skip_stages"] == ["exploratory"]
+    with pytest.raises(InputError, match="skip_stages"):
+        train(pairs, tmp_path / "none", cfg(tiny_model_path, tmp_path, skip_stages=STAGES))
+    with pytest.raises(InputError, match="unknown stage"):
+        cfg(tiny_model_path, tmp_path, skip_stages=["exploration"])
+
+
 def test_pairs_whose_prompt_fills_max_length_are_counted_or_trimmed(tiny_model_path, tmp_path):
     """TRL drops a pair whose prompt alone fills max_length: the stage records how many it trained and
     warns; trim_long_prompts drops the earliest turns instead and trains every pair."""

@@ -37,6 +37,9 @@ class TrainConfig:
         max_steps: if > 0, optimizer steps per stage instead of epochs (smoke tests, benchmarks).
         stage_overrides: per stage label ("conservative", "moderate", "exploratory", "all"), a dict of
             overrides among beta, learning_rate, num_train_epochs, loss_type, max_steps.
+        skip_stages: stage labels not to train (e.g. ``[exploratory]``: only the pairs whose Δu the scores are
+            surest of); the other stages train as they would have, in their order, and ``final/`` is the last
+            one trained. An ablation: the pairs file and its stages stay as they are.
         per_device_train_batch_size: pairs per process per forward pass.
         gradient_accumulation_steps: forward passes per optimizer step.
         max_length: prompt + response tokens kept per sequence (TRL truncates the end beyond it, and drops a
@@ -81,6 +84,7 @@ class TrainConfig:
     loss_type: str | list[str] = "sigmoid"
     max_steps: int = -1
     stage_overrides: dict[str, dict] = field(default_factory=dict)
+    skip_stages: list[str] = field(default_factory=list)
     per_device_train_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     max_length: int | None = 512
@@ -149,6 +153,11 @@ class TrainConfig:
                                                                     all(isinstance(x, str) for x in v))}[name](value)
                 if not ok:
                     raise InputError(f"{value!r} is out of range for {name}", field=f"stage_overrides.{stage}.{name}")
+
+        self.skip_stages = [self.skip_stages] if isinstance(self.skip_stages, str) else list(self.skip_stages)
+        unknown = [s for s in self.skip_stages if s not in STAGE_LABELS]
+        if unknown:
+            raise InputError(f"unknown stage(s) {unknown}; stages are {', '.join(STAGE_LABELS)}", field="skip_stages")
 
     def stage_value(self, stage: str, name: str):
         return self.stage_overrides.get(stage, {}).get(name, getattr(self, name))

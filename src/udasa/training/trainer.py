@@ -61,6 +61,10 @@ def check_inputs(pairs_path: str | Path, config: TrainConfig) -> tuple[list[Stag
             linear = sorted(n for n in names if n.endswith("proj") or n in ("lm_head", "fc1", "fc2", "c_attn"))
             raise InputError(f"modules {missing} are not in {model_path} (candidates: {linear})",
                              field="lora_target_modules")
+    stages = [s for s in stages if s.label not in config.skip_stages]
+    if not stages:
+        raise InputError(f"skip_stages {config.skip_stages} leaves no stage of {pairs_path} to train",
+                         field="skip_stages")
     for s in stages:
         config.dpo_config(s.label, s.index, "/tmp/udasa-check")  # validates dpo_kwargs against DPOConfig
     return stages, model_path
