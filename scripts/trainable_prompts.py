@@ -21,6 +21,11 @@ def prompt_tokens(tok, rec: dict) -> int:
                                        return_dict=True)["input_ids"])
 
 
+def trainable(tok, rows: list[dict], max_length: int) -> list[dict]:
+    """The rows whose prompt, as the chat template renders it for generation, is under ``max_length`` tokens."""
+    return [r for r in rows if prompt_tokens(tok, r) < max_length]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("prompts", type=Path)
@@ -33,7 +38,7 @@ def main() -> None:
     from udasa.models import resolve_model_path
     tok = AutoTokenizer.from_pretrained(resolve_model_path(a.model))
     rows = [rec for _, rec in read_jsonl(a.prompts)]
-    keep = [r for r in rows if prompt_tokens(tok, r) < a.max_length]
+    keep = trainable(tok, rows, a.max_length)
     source = lambda r: r["id"].rsplit("-", 1)[0]  # noqa: E731
     kept, total = collections.Counter(map(source, keep)), collections.Counter(map(source, rows))
     atomic_write_jsonl(a.out, keep)
